@@ -1,0 +1,288 @@
+//! Snapshots and their bundle encoding.
+//!
+//! A [`Snapshot`] is one point in time across services. Export, persistence and pods all
+//! turn it into the same bundle units: one MessagePack section per service (typetag-tagged,
+//! field names kept) and the blobs it references, streamed straight from the blob store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read, Write};
+
+use cryopod_bundle::{
+    BlobSummary, BundleReader, BundleWriter, Entry, Limits, Manifest, ScopeEntry, ServiceEntry,
+    WriteOptions,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::blob::BlobStore;
+use crate::error::{Error, Result};
+use crate::state::{Digest, ServiceState};
+
+/// The producer string written into manifests.
+pub fn producer() -> String {
+    format!("cryopod {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Several services' states captured at one point in time.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// State per service name.
+    pub services: BTreeMap<String, Box<dyn ServiceState>>,
+}
+
+impl Snapshot {
+    /// Every blob any service refers to.
+    pub fn blobs(&self) -> BTreeSet<Digest> {
+        self.services.values().flat_map(|s| s.blobs()).collect()
+    }
+
+    /// The manifest describing this snapshot; blob sizes come from `blobs`.
+    pub fn manifest(&self, blobs: &BlobStore) -> Result<Manifest> {
+        let mut count = 0;
+        let mut bytes = 0;
+        for d in self.blobs() {
+            let size = blobs.size(&d).map_err(|_| Error::MissingBlob {
+                service: self.owner_of(&d),
+                digest: d,
+            })?;
+            count += 1;
+            bytes += size;
+        }
+        Ok(Manifest {
+            producer: producer(),
+            created_at: now_rfc3339(),
+            services: self
+                .services
+                .iter()
+                .map(|(name, st)| ServiceEntry {
+                    name: name.clone(),
+                    state_version: st.version(),
+                    scopes: st
+                        .summary()
+                        .into_iter()
+                        .map(|(scope, resources)| ScopeEntry {
+                            account: scope.account,
+                            region: scope.region,
+                            resources,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            blobs: BlobSummary { count, bytes },
+        })
+    }
+
+    fn owner_of(&self, d: &Digest) -> String {
+        self.services
+            .iter()
+            .find(|(_, s)| s.blobs().contains(d))
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default()
+    }
+
+    /// Writes the snapshot as one bundle. Blocking: run it on a blocking thread.
+    pub fn write_bundle<W: Write>(
+        &self,
+        blobs: &BlobStore,
+        out: W,
+        opts: WriteOptions,
+    ) -> Result<(W, Manifest)> {
+        let manifest = self.manifest(blobs)?;
+        let mut w = BundleWriter::new(out, &manifest, opts)?;
+        for (name, state) in &self.services {
+            let mut section = w.section(name, state.version())?;
+            state
+                .encode_to(&mut section)
+                .map_err(|e| Error::Encode {
+                    service: name.clone(),
+                    message: e.to_string(),
+                })?;
+            section.finish()?;
+        }
+        for d in self.blobs() {
+            let mut f = blobs.open_blob(&d).map_err(|_| Error::MissingBlob {
+                service: self.owner_of(&d),
+                digest: d,
+            })?;
+            let size = f.metadata()?.len();
+            w.blob(&d, size, &mut f)?;
+        }
+        Ok((w.finish()?, manifest))
+    }
+}
+
+/// Why a service section of a bundle was not loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// This build has no plugin for the service.
+    NotInBuild,
+    /// The plugin is linked but the service is not enabled (`SERVICES`).
+    NotEnabled,
+    /// The caller asked for other services only (`--services`).
+    NotSelected,
+}
+
+/// A bundle section that was reported rather than loaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedService {
+    /// Service name as stored in the bundle.
+    pub service: String,
+    /// Why it was not loaded.
+    pub reason: SkipReason,
+}
+
+/// A decoded bundle, ready to apply.
+#[derive(Debug)]
+pub struct DecodedBundle {
+    /// The bundle's manifest.
+    pub manifest: Manifest,
+    /// The states of the services that will be loaded, already upgraded.
+    pub snapshot: Snapshot,
+    /// Sections that were not loaded, and why.
+    pub skipped: Vec<SkippedService>,
+    /// Blobs written into the blob store (new or already present).
+    pub blobs_imported: u64,
+}
+
+/// What the reader should do with each service name it meets.
+pub trait SectionPolicy {
+    /// `Ok(version)` to load (upgrading to `version`), `Err(reason)` to skip.
+    fn decide(&self, service: &str) -> std::result::Result<u32, SkipReason>;
+}
+
+/// Reads a bundle from a pipe or file: decodes and upgrades the sections `policy` selects,
+/// streams the blobs they reference into `blobs`, and verifies every checksum and digest.
+/// Nothing running is touched, so any error here leaves the emulator as it was.
+pub fn read_bundle<R: Read>(
+    input: R,
+    blobs: &BlobStore,
+    policy: &dyn SectionPolicy,
+    limits: Limits,
+) -> Result<DecodedBundle> {
+    let mut reader = BundleReader::new(input, limits)?;
+    let manifest = reader.manifest().clone();
+    let mut snapshot = Snapshot::default();
+    let mut skipped = Vec::new();
+    let mut wanted = BTreeSet::new();
+    let mut blobs_imported = 0;
+    while let Some(entry) = reader.next_entry()? {
+        match entry {
+            Entry::Section {
+                service,
+                state_version,
+                mut reader,
+            } => {
+                let current = match policy.decide(&service) {
+                    Ok(v) => v,
+                    Err(reason) => {
+                        io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
+                        skipped.push(SkippedService { service, reason });
+                        continue;
+                    }
+                };
+                if state_version > current {
+                    return Err(Error::FutureStateVersion {
+                        service,
+                        found: state_version,
+                        supported: current,
+                    });
+                }
+                let decoded = decode_section(&service, &mut reader)?;
+                // Drain so the stream's digest is verified even if the decoder stopped early.
+                let trailing = io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
+                if trailing != 0 {
+                    return Err(Error::Decode {
+                        service,
+                        message: format!("{trailing} bytes follow the state value"),
+                    });
+                }
+                if decoded.service() != service || decoded.version() != state_version {
+                    return Err(Error::Decode {
+                        message: format!(
+                            "section header says {service}/{state_version} but it holds {}/{}",
+                            decoded.service(),
+                            decoded.version()
+                        ),
+                        service,
+                    });
+                }
+                let state = crate::state::upgrade_to(decoded, current)?;
+                wanted.extend(state.blobs());
+                snapshot.services.insert(service, state);
+            }
+            Entry::Blob {
+                digest, mut reader, ..
+            } => {
+                if !wanted.contains(&digest) || blobs.contains(&digest) {
+                    io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
+                    continue;
+                }
+                let mut w = blobs.writer()?;
+                io::copy(&mut reader, &mut w).map_err(unwrap_bundle_error)?;
+                let (got, _) = w.commit()?;
+                if got != digest {
+                    return Err(cryopod_bundle::BundleError::DigestMismatch {
+                        what: "blob".into(),
+                        expected: digest,
+                        actual: got,
+                    }
+                    .into());
+                }
+                blobs_imported += 1;
+            }
+        }
+    }
+    for (name, state) in &snapshot.services {
+        for d in state.blobs() {
+            if !blobs.contains(&d) {
+                return Err(Error::MissingBlob {
+                    service: name.clone(),
+                    digest: d,
+                });
+            }
+        }
+    }
+    Ok(DecodedBundle {
+        manifest,
+        snapshot,
+        skipped,
+        blobs_imported,
+    })
+}
+
+fn decode_section(service: &str, reader: &mut dyn Read) -> Result<Box<dyn ServiceState>> {
+    let mut de = rmp_serde::Deserializer::new(io::BufReader::new(reader));
+    let state: Box<dyn ServiceState> =
+        Deserialize::deserialize(&mut de).map_err(|e| match e {
+            rmp_serde::decode::Error::InvalidDataRead(io) | rmp_serde::decode::Error::InvalidMarkerRead(io) => {
+                unwrap_bundle_error(io)
+            }
+            other => Error::Decode {
+                service: service.to_string(),
+                message: other.to_string(),
+            },
+        })?;
+    Ok(state)
+}
+
+/// Stream readers report integrity failures as `io::Error` wrapping a `BundleError`; unwrap
+/// it so callers see the typed error.
+fn unwrap_bundle_error(e: io::Error) -> Error {
+    if !e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<cryopod_bundle::BundleError>())
+    {
+        return Error::Io(e);
+    }
+    match e.into_inner().map(|inner| inner.downcast::<cryopod_bundle::BundleError>()) {
+        Some(Ok(b)) => Error::Bundle(*b),
+        _ => Error::Io(io::Error::other("corrupt bundle stream")),
+    }
+}
+
+/// Current time as RFC 3339, for manifests and reports.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
