@@ -17,6 +17,8 @@ pub mod service;
 pub mod snapshot;
 pub mod state;
 pub mod testing;
+#[cfg(feature = "server")]
+pub mod server;
 
 pub use aws::{AwsError, AwsRequest, Body};
 pub use blob::BlobStore;

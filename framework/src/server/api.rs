@@ -1,0 +1,307 @@
+//! The internal API under `/_cryopod/`: JSON in and out (bundles as `application/octet-stream`),
+//! errors as `{"error": {"code", "message"}}`. The CLI is a thin client of it.
+
+use std::io::{self, Write};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use futures::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::error::Error;
+use crate::scope::ScopeFilter;
+use crate::state::MergeStrategy;
+
+use super::App;
+
+type AppState = State<Arc<App>>;
+
+pub(super) fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/state", get(export).post(import))
+        .route("/state/summary", get(summary))
+        .route("/state/reset", post(reset_all))
+        .route("/state/save", post(save_all))
+        .route("/state/load", post(load_all))
+        .route("/state/{service}/reset", post(reset_one))
+        .route("/state/{service}/save", post(save_one))
+        .route("/state/{service}/load", post(load_one))
+        .fallback(not_found)
+}
+
+/// An internal-API error: HTTP status plus a machine-readable code and a message that names
+/// the problem.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable error code (`UnknownService`, `CorruptBundle`, ...).
+    pub code: &'static str,
+    /// Message for humans.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Builds an error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, code) = match &e {
+            Error::UnknownService { .. } => (StatusCode::BAD_REQUEST, "UnknownService"),
+            Error::Bundle(_) => (StatusCode::BAD_REQUEST, "CorruptBundle"),
+            Error::Decode { .. } => (StatusCode::BAD_REQUEST, "CorruptBundle"),
+            Error::FutureStateVersion { .. } => (StatusCode::BAD_REQUEST, "UnsupportedStateVersion"),
+            Error::MissingBlob { .. } => (StatusCode::BAD_REQUEST, "MissingBlob"),
+            Error::State(_) => (StatusCode::BAD_REQUEST, "InvalidState"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct StateQuery {
+    services: Option<String>,
+    merge: Option<String>,
+    accounts: Option<String>,
+    regions: Option<String>,
+}
+
+fn split(list: &Option<String>) -> Option<Vec<String>> {
+    list.as_ref().map(|s| {
+        s.split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    })
+}
+
+impl StateQuery {
+    fn services(&self) -> Option<Vec<String>> {
+        split(&self.services)
+    }
+
+    fn filter(&self) -> ScopeFilter {
+        ScopeFilter {
+            accounts: split(&self.accounts).unwrap_or_default().into_iter().collect(),
+            regions: split(&self.regions).unwrap_or_default().into_iter().collect(),
+        }
+    }
+
+    fn merge(&self) -> Result<MergeStrategy, ApiError> {
+        match &self.merge {
+            None => Ok(MergeStrategy::default()),
+            Some(m) => MergeStrategy::from_str(m)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "UnknownMergeStrategy", e.to_string())),
+        }
+    }
+}
+
+/// The `/_cryopod/health` document.
+pub fn health_document(app: &App) -> Value {
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "services": app.runtime.service_names().iter().map(|s| (s.to_string(), json!("running"))).collect::<serde_json::Map<_, _>>(),
+        "linked": app.runtime.linked_services(),
+        "persistence": app.hooks.as_ref().map_or_else(|| json!({"enabled": false}), |h| h.health()),
+    })
+}
+
+async fn health(State(app): AppState) -> axum::Json<Value> {
+    axum::Json(health_document(&app))
+}
+
+async fn summary(
+    State(app): AppState,
+    Query(q): Query<StateQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let services = q.services();
+    let s = app.runtime.summary(services.as_deref()).await?;
+    Ok(axum::Json(json!({ "services": s })))
+}
+
+async fn reset_all(
+    State(app): AppState,
+    Query(q): Query<StateQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let services = q.services();
+    let names = app.runtime.reset(services.as_deref()).await?;
+    Ok(axum::Json(json!({ "reset": names })))
+}
+
+async fn reset_one(
+    State(app): AppState,
+    Path(service): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let names = app.runtime.reset(Some(&[service])).await?;
+    Ok(axum::Json(json!({ "reset": names })))
+}
+
+fn persistence_off() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "PersistenceDisabled",
+        "persistence is off; start the emulator with PERSISTENCE=1 (or --persistence)",
+    )
+}
+
+async fn save_all(
+    State(app): AppState,
+    Query(q): Query<StateQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let hooks = app.hooks.clone().ok_or_else(persistence_off)?;
+    app.runtime.select(q.services().as_deref())?;
+    Ok(axum::Json(hooks.save(q.services()).await?))
+}
+
+async fn save_one(
+    State(app): AppState,
+    Path(service): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let hooks = app.hooks.clone().ok_or_else(persistence_off)?;
+    app.runtime.select(Some(std::slice::from_ref(&service)))?;
+    Ok(axum::Json(hooks.save(Some(vec![service])).await?))
+}
+
+async fn load_all(
+    State(app): AppState,
+    Query(q): Query<StateQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let hooks = app.hooks.clone().ok_or_else(persistence_off)?;
+    app.runtime.select(q.services().as_deref())?;
+    Ok(axum::Json(hooks.load(q.services()).await?))
+}
+
+async fn load_one(
+    State(app): AppState,
+    Path(service): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let hooks = app.hooks.clone().ok_or_else(persistence_off)?;
+    app.runtime.select(Some(std::slice::from_ref(&service)))?;
+    Ok(axum::Json(hooks.load(Some(vec![service])).await?))
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("no internal API route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Streams the bundle as it is written: the capture happens first (so an unknown service is
+/// a clean 400), then a blocking writer feeds the response body through a bounded channel.
+async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Response, ApiError> {
+    let services = q.services();
+    let snapshot = app.runtime.capture(services.as_deref(), &q.filter()).await?;
+    let blobs = app.runtime.blobs().clone();
+    // Validate blob presence before the first byte, so a failure is a clean error.
+    snapshot.manifest(&blobs)?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result = snapshot
+            .write_bundle(&blobs, writer, Default::default())
+            .and_then(|(mut w, _)| w.flush().map_err(Error::from));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "export failed mid-stream");
+            let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+        }
+    });
+    let stream = tokio_stream_from(rx);
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/vnd.cryopod.bundle")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?)
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, io::Error>> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// A `Write` that forwards 256 KiB chunks to an async channel, so a blocking bundle writer
+/// can feed an HTTP response with bounded memory (the channel holds at most 8 chunks).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+/// Imports a bundle streamed in the request body: decoded and verified completely before
+/// anything running changes.
+async fn import(
+    State(app): AppState,
+    Query(q): Query<StateQuery>,
+    req: Request,
+) -> Result<axum::Json<Value>, ApiError> {
+    let merge = q.merge()?;
+    let services = q.services();
+    app.runtime.select(services.as_deref())?;
+    let stream = req
+        .into_body()
+        .into_data_stream()
+        .map_err(|e| io::Error::other(e.to_string()));
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let report = app.runtime.import(reader, services.as_deref(), merge).await?;
+    Ok(axum::Json(serde_json::to_value(report).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+    })?))
+}
