@@ -17,6 +17,10 @@ pub mod service;
 pub mod snapshot;
 pub mod state;
 pub mod testing;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "server")]
+pub mod persistence;
 #[cfg(feature = "server")]
 pub mod server;
 

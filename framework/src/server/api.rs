@@ -136,10 +136,18 @@ async fn health(State(app): AppState) -> axum::Json<Value> {
     axum::Json(health_document(&app))
 }
 
+async fn loaded(app: &App) -> Result<(), ApiError> {
+    match &app.hooks {
+        Some(h) => h.ensure_loaded().await,
+        None => Ok(()),
+    }
+}
+
 async fn summary(
     State(app): AppState,
     Query(q): Query<StateQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    loaded(&app).await?;
     let services = q.services();
     let s = app.runtime.summary(services.as_deref()).await?;
     Ok(axum::Json(json!({ "services": s })))
@@ -149,6 +157,7 @@ async fn reset_all(
     State(app): AppState,
     Query(q): Query<StateQuery>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    loaded(&app).await?;
     let services = q.services();
     let names = app.runtime.reset(services.as_deref()).await?;
     Ok(axum::Json(json!({ "reset": names })))
@@ -158,6 +167,7 @@ async fn reset_one(
     State(app): AppState,
     Path(service): Path<String>,
 ) -> Result<axum::Json<Value>, ApiError> {
+    loaded(&app).await?;
     let names = app.runtime.reset(Some(&[service])).await?;
     Ok(axum::Json(json!({ "reset": names })))
 }
@@ -217,6 +227,7 @@ async fn not_found(req: Request) -> ApiError {
 /// Streams the bundle as it is written: the capture happens first (so an unknown service is
 /// a clean 400), then a blocking writer feeds the response body through a bounded channel.
 async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Response, ApiError> {
+    loaded(&app).await?;
     let services = q.services();
     let snapshot = app.runtime.capture(services.as_deref(), &q.filter()).await?;
     let blobs = app.runtime.blobs().clone();
@@ -295,6 +306,7 @@ async fn import(
     let merge = q.merge()?;
     let services = q.services();
     app.runtime.select(services.as_deref())?;
+    loaded(&app).await?;
     let stream = req
         .into_body()
         .into_data_stream()

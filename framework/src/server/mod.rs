@@ -31,6 +31,9 @@ pub trait RequestHooks: Send + Sync {
     fn health(&self) -> serde_json::Value;
     /// Saves now (`POST /_cryopod/state/save`); `services` narrows it.
     async fn save(&self, services: Option<Vec<String>>) -> Result<serde_json::Value, ApiError>;
+    /// Loads every service whose saved state is still pending (lazy loading), before an
+    /// operation on the whole state (export, import, reset, summary).
+    async fn ensure_loaded(&self) -> Result<(), ApiError>;
     /// Loads the saved state now (`POST /_cryopod/state/load`).
     async fn load(&self, services: Option<Vec<String>>) -> Result<serde_json::Value, ApiError>;
 }

@@ -1,0 +1,19 @@
+//! The reference emulator build: the framework's CLI plus the plugins chosen by cargo
+//! features. Everything interesting lives in the `cryopod` crate and the plugin crates.
+#![warn(unused_crate_dependencies)]
+
+use std::process::ExitCode;
+
+/// The services this build promises, one feature-gated line per plugin.
+///
+/// Naming each plugin crate here is also what links it: a crate that no code names is not
+/// linked, and its `inventory` registration would vanish without a word. The runtime checks
+/// at start that the registry holds every service listed here.
+const DEFAULT_SERVICES: &[&str] = &[
+    #[cfg(feature = "notes")]
+    cryopod_notes::SERVICE,
+];
+
+fn main() -> ExitCode {
+    cryopod::cli::main(DEFAULT_SERVICES)
+}

@@ -1,0 +1,665 @@
+//! The `cryopod` command line: `serve` runs the emulator; every other command is a thin
+//! client of the internal API (`--endpoint`), except the offline `bundle` tools.
+
+use std::io::{IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+
+use crate::persistence::{LoadStrategy, OnCorrupt, Persistence, PersistenceConfig, SaveStrategy};
+use crate::runtime::Runtime;
+use crate::server::App;
+
+/// Command-line interface of the reference emulator.
+#[derive(Parser, Debug)]
+#[command(name = "cryopod", version, about = "A local AWS emulator whose state survives: persistence, export/import and pods.")]
+struct Cli {
+    /// The emulator's address, for client commands.
+    #[arg(long, global = true, env = "CRYOPOD_ENDPOINT", default_value = "http://127.0.0.1:4566")]
+    endpoint: String,
+    /// Machine-readable JSON output instead of tables and progress bars.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the emulator.
+    Serve(ServeArgs),
+    /// Export, import, reset, inspect, save and load the running state.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Inspect and verify bundle files offline.
+    #[command(subcommand)]
+    Bundle(BundleCommand),
+    /// Show the running emulator's health: services and persistence status.
+    Health,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on. Anything but loopback needs --allow-remote.
+    #[arg(long, env = "CRYOPOD_LISTEN", default_value = "127.0.0.1:4566")]
+    listen: SocketAddr,
+    /// Allow listening on a non-loopback address (the internal API can dump and replace all state).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Services to run, comma-separated (default: every service in this build).
+    #[arg(long, env = "SERVICES", value_delimiter = ',')]
+    services: Option<Vec<String>>,
+    /// Where state, blobs and pods are kept.
+    #[arg(long, env = "DATA_DIR", default_value = ".cryopod")]
+    data_dir: PathBuf,
+    /// Keep state in the data dir and load it at start (`PERSISTENCE=1`).
+    #[arg(long, env = "PERSISTENCE", num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, default_value = "false")]
+    persistence: bool,
+    /// When to save: SCHEDULED, ON_REQUEST, ON_SHUTDOWN, MANUAL.
+    #[arg(long, env = "SNAPSHOT_SAVE_STRATEGY", default_value = "SCHEDULED")]
+    save_strategy: String,
+    /// When to load: ON_STARTUP, ON_REQUEST, MANUAL.
+    #[arg(long, env = "SNAPSHOT_LOAD_STRATEGY", default_value = "ON_STARTUP")]
+    load_strategy: String,
+    /// Seconds between SCHEDULED saves.
+    #[arg(long, env = "SNAPSHOT_FLUSH_INTERVAL", default_value = "15")]
+    flush_interval: f64,
+    /// What to do with a saved state that fails to load: `fail` (refuse to start) or `quarantine` (move it aside, start empty).
+    #[arg(long, env = "ON_CORRUPT", default_value = "fail")]
+    on_corrupt: String,
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("`{other}` is not a boolean (use 1/0, true/false)")),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum StateCommand {
+    /// Write the running state as one bundle file (`-` for stdout).
+    Export {
+        /// Output file or `-`.
+        file: String,
+        /// Only these services, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
+    /// Load a bundle file (`-` for stdin) into the running emulator.
+    Import {
+        /// Input file or `-`.
+        file: String,
+        /// overwrite, account-region-merge (default) or service-merge.
+        #[arg(long, default_value = "account-region-merge")]
+        merge: String,
+        /// Only these services, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
+    /// Empty the running state.
+    Reset {
+        /// Only these services, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
+    /// Resources by service and scope, of the running emulator or of a bundle file.
+    Inspect {
+        /// A bundle file to read offline instead of asking the emulator.
+        file: Option<PathBuf>,
+    },
+    /// Save the state to the data dir now (persistence).
+    Save {
+        /// Only these services, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
+    /// Load the saved state from the data dir now (persistence).
+    Load {
+        /// Only these services, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BundleCommand {
+    /// Services, scopes, resource counts, sizes and producer of a bundle, without loading it.
+    Inspect {
+        /// The bundle file.
+        file: PathBuf,
+    },
+    /// Check every checksum and digest; exit status 0 only for an intact bundle.
+    Verify {
+        /// The bundle file.
+        file: PathBuf,
+    },
+}
+
+/// Runs the CLI. `default_services` are the services the build's cargo features promise; the
+/// runtime refuses to start if the registry lacks one of them.
+pub fn main(default_services: &[&'static str]) -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli, default_services)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                let v = serde_json::json!({ "error": format!("{e:#}") });
+                println!("{v}");
+            } else {
+                eprintln!("error: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> {
+    let client = Client::new(&cli.endpoint, cli.json);
+    match cli.command {
+        Command::Serve(args) => serve(args, default_services).await,
+        Command::Health => client.print_get("/_cryopod/health").await,
+        Command::State(cmd) => match cmd {
+            StateCommand::Export { file, services } => client.export(&file, services).await,
+            StateCommand::Import {
+                file,
+                merge,
+                services,
+            } => client.import(&file, &merge, services).await,
+            StateCommand::Reset { services } => {
+                let v = client
+                    .post_json(&format!("/_cryopod/state/reset{}", services_query(&services)))
+                    .await?;
+                client.print(&v, |v| {
+                    format!("reset: {}", join_values(&v["reset"]))
+                });
+                Ok(())
+            }
+            StateCommand::Inspect { file: Some(file) } => inspect_file(&file, cli.json),
+            StateCommand::Inspect { file: None } => {
+                let v = client.get_json("/_cryopod/state/summary").await?;
+                client.print(&v, |v| render_summary(&v["services"]));
+                Ok(())
+            }
+            StateCommand::Save { services } => {
+                let v = client
+                    .post_json(&format!("/_cryopod/state/save{}", services_query(&services)))
+                    .await?;
+                client.print(&v, |v| format!("saved: {v}"));
+                Ok(())
+            }
+            StateCommand::Load { services } => {
+                let v = client
+                    .post_json(&format!("/_cryopod/state/load{}", services_query(&services)))
+                    .await?;
+                client.print(&v, |v| format!("loaded: {v}"));
+                Ok(())
+            }
+        },
+        Command::Bundle(BundleCommand::Inspect { file }) => inspect_file(&file, cli.json),
+        Command::Bundle(BundleCommand::Verify { file }) => verify_file(&file, cli.json),
+    }
+}
+
+fn services_query(services: &Option<Vec<String>>) -> String {
+    match services {
+        Some(s) if !s.is_empty() => format!("?services={}", s.join(",")),
+        _ => String::new(),
+    }
+}
+
+fn join_values(v: &Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Result<()> {
+    init_tracing();
+    if !args.listen.ip().is_loopback() {
+        if !args.allow_remote {
+            bail!(
+                "refusing to listen on {}: the internal API can dump and replace all state; pass --allow-remote to listen beyond loopback",
+                args.listen
+            );
+        }
+        tracing::warn!(listen = %args.listen, "listening beyond loopback: anyone who can reach this address can read and replace all state");
+        eprintln!("warning: listening on {} (not loopback): anyone who can reach it can read and replace all state", args.listen);
+    }
+    let save: SaveStrategy = args.save_strategy.parse()?;
+    let load: LoadStrategy = args.load_strategy.parse()?;
+    let on_corrupt: OnCorrupt = args.on_corrupt.parse()?;
+    if !(args.flush_interval.is_finite() && args.flush_interval > 0.0) {
+        bail!("SNAPSHOT_FLUSH_INTERVAL must be a positive number of seconds, got {}", args.flush_interval);
+    }
+    let mut builder = Runtime::builder()
+        .expect(default_services)
+        .enable(args.services.clone().filter(|s| !s.is_empty()));
+    let config = PersistenceConfig {
+        data_dir: args.data_dir.clone(),
+        save,
+        load,
+        flush_interval: Duration::from_secs_f64(args.flush_interval),
+        on_corrupt,
+    };
+    if args.persistence {
+        builder = builder.blob_store(Persistence::open_blob_store(&config)?);
+    }
+    let runtime = builder.build()?;
+    let persistence = if args.persistence {
+        Some(Persistence::start(runtime.clone(), config.clone()).await?)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let app = Arc::new(App {
+        runtime: runtime.clone(),
+        hooks: persistence
+            .clone()
+            .map(|p| p as Arc<dyn crate::server::RequestHooks>),
+        listen: addr.to_string(),
+    });
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "cryopod {} — services: {}", env!("CARGO_PKG_VERSION"), runtime.service_names().join(", "))?;
+    if let Some(p) = &persistence {
+        writeln!(out, "state: persisted in {} (save {}, load {})", p.state_dir().display(), config.save, config.load)?;
+    } else {
+        writeln!(out, "state: in memory only (blobs in {}); set PERSISTENCE=1 to keep it", runtime.blobs().root().display())?;
+    }
+    writeln!(out, "cryopod ready on http://{addr}")?;
+    out.flush()?;
+    drop(out);
+    tracing::info!(%addr, services = ?runtime.service_names(), "cryopod ready");
+    crate::server::serve(listener, app, shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    if let Some(p) = persistence {
+        p.shutdown().await?;
+    }
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A client of the internal API.
+struct Client {
+    base: String,
+    http: reqwest::Client,
+    json: bool,
+}
+
+impl Client {
+    fn new(endpoint: &str, json: bool) -> Self {
+        Self {
+            base: endpoint.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+            json,
+        }
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        anyhow!(
+            "cannot reach the emulator at {}: {e}; is `cryopod serve` running (or set --endpoint / CRYOPOD_ENDPOINT)?",
+            self.base
+        )
+    }
+
+    async fn check(&self, resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| {
+                let e = &v["error"];
+                Some(format!(
+                    "{} ({})",
+                    e["message"].as_str()?,
+                    e["code"].as_str().unwrap_or("error")
+                ))
+            })
+            .unwrap_or(text);
+        bail!("the emulator answered {status}: {msg}")
+    }
+
+    async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(self.check(resp).await?.json().await?)
+    }
+
+    async fn post_json(&self, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(self.check(resp).await?.json().await?)
+    }
+
+    async fn print_get(&self, path: &str) -> anyhow::Result<()> {
+        let v = self.get_json(path).await?;
+        self.print(&v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
+        Ok(())
+    }
+
+    fn print(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
+        if self.json {
+            println!("{v}");
+        } else {
+            println!("{}", human(v));
+        }
+    }
+
+    fn progress(&self, len: Option<u64>, what: &str) -> ProgressBar {
+        if self.json || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let pb = match len {
+            Some(n) => ProgressBar::new(n),
+            None => ProgressBar::new_spinner(),
+        };
+        let template = if len.is_some() {
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+        } else {
+            "{msg} {spinner} {bytes} {bytes_per_sec}"
+        };
+        if let Ok(style) = ProgressStyle::with_template(template) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(what.to_string());
+        pb
+    }
+
+    async fn export(&self, file: &str, services: Option<Vec<String>>) -> anyhow::Result<()> {
+        let resp = self
+            .http
+            .get(format!("{}/_cryopod/state{}", self.base, services_query(&services)))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let resp = self.check(resp).await?;
+        let pb = self.progress(None, "exporting");
+        let mut stream = resp.bytes_stream();
+        let mut total = 0u64;
+        if file == "-" {
+            let mut out = std::io::stdout().lock();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.context("the export stream broke off (the emulator reported an error; see its log)")?;
+                out.write_all(&chunk)?;
+                total += chunk.len() as u64;
+                pb.set_position(total);
+            }
+            out.flush()?;
+            pb.finish_and_clear();
+            return Ok(());
+        }
+        let path = Path::new(file);
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".cryopod-export-")
+            .tempfile_in(dir)
+            .with_context(|| format!("cannot write into {}", dir.display()))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.context("the export stream broke off (the emulator reported an error; see its log)")?;
+            tmp.write_all(&chunk)?;
+            total += chunk.len() as u64;
+            pb.set_position(total);
+        }
+        tmp.as_file().sync_all()?;
+        tmp.persist(path)
+            .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+        pb.finish_and_clear();
+        let v = serde_json::json!({ "file": file, "bytes": total });
+        self.print(&v, |_| format!("exported {total} bytes to {file}"));
+        Ok(())
+    }
+
+    async fn import(
+        &self,
+        file: &str,
+        merge: &str,
+        services: Option<Vec<String>>,
+    ) -> anyhow::Result<()> {
+        let merge: crate::MergeStrategy = merge.parse()?;
+        let (body, len) = if file == "-" {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+            std::thread::spawn(move || {
+                let mut stdin = std::io::stdin().lock();
+                loop {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    match stdin.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if tx.blocking_send(Ok(buf)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(e));
+                            break;
+                        }
+                    }
+                }
+            });
+            let mut rx = rx;
+            let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+            (reqwest::Body::wrap_stream(stream), None)
+        } else {
+            let f = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("cannot open {file}"))?;
+            let len = f.metadata().await?.len();
+            let pb = self.progress(Some(len), "importing");
+            let stream = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).map(move |c| {
+                if let Ok(b) = &c {
+                    pb.inc(b.len() as u64);
+                }
+                c
+            });
+            (reqwest::Body::wrap_stream(stream), Some(len))
+        };
+        let mut url = format!("{}/_cryopod/state?merge={merge}", self.base);
+        if let Some(s) = services.filter(|s| !s.is_empty()) {
+            url.push_str(&format!("&services={}", s.join(",")));
+        }
+        let mut req = self.http.post(url).body(body);
+        if let Some(len) = len {
+            req = req.header(reqwest::header::CONTENT_LENGTH, len);
+        }
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
+        let v: Value = self.check(resp).await?.json().await?;
+        self.print(&v, render_import);
+        Ok(())
+    }
+}
+
+fn render_import(v: &Value) -> String {
+    let mut out = format!("imported with {}\n", v["merge"].as_str().unwrap_or("?"));
+    out.push_str(&render_summary(&v["loaded"]));
+    if let Some(skipped) = v["skipped"].as_array().filter(|s| !s.is_empty()) {
+        out.push_str("\nnot loaded:\n");
+        for s in skipped {
+            out.push_str(&format!(
+                "  {} ({})\n",
+                s["service"].as_str().unwrap_or("?"),
+                s["reason"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    out
+}
+
+fn render_summary(services: &Value) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header(["service", "account", "region", "resources"]);
+    if let Some(map) = services.as_object() {
+        for (name, scopes) in map {
+            let scopes = scopes.as_array().cloned().unwrap_or_default();
+            if scopes.is_empty() {
+                table.add_row([name.as_str(), "-", "-", "(empty)"]);
+            }
+            for s in scopes {
+                let res = s["resources"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}: {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                table.add_row([
+                    name.as_str(),
+                    s["account"].as_str().unwrap_or("?"),
+                    s["region"].as_str().unwrap_or("?"),
+                    res.as_str(),
+                ]);
+            }
+        }
+    }
+    table.to_string()
+}
+
+fn inspect_file(file: &Path, json: bool) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let bundle = cryopod_bundle::SeekableBundle::open(std::io::BufReader::new(f), Default::default())
+        .with_context(|| format!("{} is not a readable cryopod bundle", file.display()))?;
+    let m = bundle.manifest().clone();
+    let sections = bundle.sections();
+    let blobs = bundle.blobs();
+    let v = serde_json::json!({
+        "file": file,
+        "producer": m.producer,
+        "created_at": m.created_at,
+        "services": m.services.iter().map(|s| {
+            let sec = sections.iter().find(|x| x.service == s.name);
+            serde_json::json!({
+                "name": s.name,
+                "state_version": s.state_version,
+                "scopes": s.scopes,
+                "section_bytes": sec.map(|x| x.size),
+                "stored_bytes": sec.map(|x| x.stored_bytes),
+            })
+        }).collect::<Vec<_>>(),
+        "blobs": { "count": blobs.len(), "bytes": blobs.iter().map(|b| b.size).sum::<u64>(), "stored_bytes": blobs.iter().map(|b| b.stored_bytes).sum::<u64>() },
+    });
+    if json {
+        println!("{v}");
+        return Ok(());
+    }
+    println!("bundle {}", file.display());
+    println!("producer: {}   created: {}", m.producer, m.created_at);
+    let mut summary = serde_json::Map::new();
+    for s in &m.services {
+        summary.insert(s.name.clone(), serde_json::to_value(&s.scopes)?);
+    }
+    println!("{}", render_summary(&Value::Object(summary)));
+    for s in &m.services {
+        if let Some(sec) = sections.iter().find(|x| x.service == s.name) {
+            println!(
+                "  {} v{}: {} bytes of state ({} stored)",
+                s.name, s.state_version, sec.size, sec.stored_bytes
+            );
+        }
+    }
+    println!(
+        "blobs: {} ({} bytes, {} stored)",
+        blobs.len(),
+        blobs.iter().map(|b| b.size).sum::<u64>(),
+        blobs.iter().map(|b| b.stored_bytes).sum::<u64>()
+    );
+    Ok(())
+}
+
+fn verify_file(file: &Path, json: bool) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let report = cryopod_bundle::verify(std::io::BufReader::new(f), Default::default())
+        .with_context(|| format!("{} is damaged", file.display()))?;
+    let v = serde_json::json!({
+        "file": file,
+        "ok": true,
+        "services": report.sections.iter().map(|s| s.service.clone()).collect::<Vec<_>>(),
+        "blobs": report.blobs.len(),
+        "bytes": report.total_bytes,
+    });
+    if json {
+        println!("{v}");
+    } else {
+        println!(
+            "{}: intact ({} sections, {} blobs, {} bytes)",
+            file.display(),
+            report.sections.len(),
+            report.blobs.len(),
+            report.total_bytes
+        );
+    }
+    Ok(())
+}

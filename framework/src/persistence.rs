@@ -1,0 +1,898 @@
+//! Persistence: the running state kept in `DATA_DIR/state` and loaded at start.
+//!
+//! Layout (all files 0600, directories 0700):
+//! ```text
+//! DATA_DIR/state/
+//!   manifest.json                 the current snapshot: which object holds each service
+//!   objects/sha256/ab/abcd…       one zstd-compressed MessagePack state section per object,
+//!                                 named by the sha256 of its uncompressed bytes
+//!   blobs/sha256/ab/abcd…         the runtime's blob store (object bodies, code packages)
+//! DATA_DIR/quarantine/<time>/     a saved state that failed to load, moved aside on request
+//! ```
+//! A save writes new objects first and the manifest last, each as temp file → fsync →
+//! rename → fsync of the directory, so a crash at any instant leaves the previous or the new
+//! manifest, and every object either manifest names. Unchanged services are not re-encoded
+//! (the framework's change tracking says which changed), unchanged objects and blobs are not
+//! rewritten (they are named by content), and objects no manifest names are collected after
+//! a successful save.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cryopod_bundle::Hasher;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::aws::AwsError;
+use crate::blob::{BlobStore, create_private_dir_all};
+use crate::error::{Error, Result};
+use crate::runtime::Runtime;
+use crate::scope::ScopeFilter;
+use crate::server::{ApiError, RequestHooks};
+use crate::snapshot::{Snapshot, now_rfc3339};
+use crate::state::{Digest, MergeStrategy, ServiceState};
+
+/// When state is written to the data dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveStrategy {
+    /// Every flush interval, only the services that changed (default).
+    Scheduled,
+    /// Before each mutating request is answered (group commit).
+    OnRequest,
+    /// When the emulator stops (SIGTERM, SIGINT).
+    OnShutdown,
+    /// Only through the API (`POST /_cryopod/state/save`).
+    Manual,
+}
+
+/// When state is read from the data dir.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadStrategy {
+    /// Everything, before the first request is served (default).
+    OnStartup,
+    /// Each service on its first request.
+    OnRequest,
+    /// Only through the API (`POST /_cryopod/state/load`).
+    Manual,
+}
+
+/// What to do when the saved state does not load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnCorrupt {
+    /// Refuse to start, naming the bad object (default: never silently start empty).
+    Fail,
+    /// Move the bad state aside into `DATA_DIR/quarantine/`, say where, and start empty.
+    Quarantine,
+}
+
+/// A configuration value that is not one of the documented ones.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown {setting} `{value}`; expected one of: {expected}")]
+pub struct BadSetting {
+    setting: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+fn norm(s: &str) -> String {
+    s.trim().to_ascii_uppercase().replace('-', "_")
+}
+
+impl FromStr for SaveStrategy {
+    type Err = BadSetting;
+    fn from_str(s: &str) -> std::result::Result<Self, BadSetting> {
+        match norm(s).as_str() {
+            "SCHEDULED" => Ok(Self::Scheduled),
+            "ON_REQUEST" => Ok(Self::OnRequest),
+            "ON_SHUTDOWN" => Ok(Self::OnShutdown),
+            "MANUAL" => Ok(Self::Manual),
+            _ => Err(BadSetting {
+                setting: "SNAPSHOT_SAVE_STRATEGY",
+                value: s.into(),
+                expected: "SCHEDULED, ON_REQUEST, ON_SHUTDOWN, MANUAL",
+            }),
+        }
+    }
+}
+
+impl FromStr for LoadStrategy {
+    type Err = BadSetting;
+    fn from_str(s: &str) -> std::result::Result<Self, BadSetting> {
+        match norm(s).as_str() {
+            "ON_STARTUP" => Ok(Self::OnStartup),
+            "ON_REQUEST" => Ok(Self::OnRequest),
+            "MANUAL" => Ok(Self::Manual),
+            _ => Err(BadSetting {
+                setting: "SNAPSHOT_LOAD_STRATEGY",
+                value: s.into(),
+                expected: "ON_STARTUP, ON_REQUEST, MANUAL",
+            }),
+        }
+    }
+}
+
+impl FromStr for OnCorrupt {
+    type Err = BadSetting;
+    fn from_str(s: &str) -> std::result::Result<Self, BadSetting> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "fail" => Ok(Self::Fail),
+            "quarantine" => Ok(Self::Quarantine),
+            _ => Err(BadSetting {
+                setting: "--on-corrupt",
+                value: s.into(),
+                expected: "fail, quarantine",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for SaveStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Scheduled => "SCHEDULED",
+            Self::OnRequest => "ON_REQUEST",
+            Self::OnShutdown => "ON_SHUTDOWN",
+            Self::Manual => "MANUAL",
+        })
+    }
+}
+
+impl fmt::Display for LoadStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::OnStartup => "ON_STARTUP",
+            Self::OnRequest => "ON_REQUEST",
+            Self::Manual => "MANUAL",
+        })
+    }
+}
+
+/// Persistence settings.
+#[derive(Clone, Debug)]
+pub struct PersistenceConfig {
+    /// `DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// When to save.
+    pub save: SaveStrategy,
+    /// When to load.
+    pub load: LoadStrategy,
+    /// Period of `SCHEDULED` saves.
+    pub flush_interval: Duration,
+    /// What to do with a state that fails to load.
+    pub on_corrupt: OnCorrupt,
+}
+
+/// Errors of persistence; each names the file involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistenceError {
+    /// The saved state cannot be loaded.
+    #[error(
+        "the saved state in {dir} does not load: {object}: {reason}. Nothing was loaded. Fix or remove the file, or start with --on-corrupt=quarantine to move the saved state aside and start empty"
+    )]
+    Corrupt {
+        /// The state directory.
+        dir: PathBuf,
+        /// The bad file.
+        object: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// I/O on the data dir failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The manifest of a saved state: which object holds each service's section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateManifest {
+    /// Layout version of the data dir.
+    pub layout: u32,
+    /// When it was saved.
+    pub saved_at: String,
+    /// Per service.
+    pub services: BTreeMap<String, ObjectRef>,
+}
+
+/// One service's saved section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// State version of the section.
+    pub state_version: u32,
+    /// sha256 of the uncompressed section, the object's name.
+    pub digest: Digest,
+    /// Uncompressed size.
+    pub size: u64,
+}
+
+const LAYOUT: u32 = 1;
+const ZSTD_LEVEL: i32 = 1;
+
+/// Injected I/O failures for crash and fault tests: `CRYOPOD_FAILPOINT=<step>[:<n>]` makes the
+/// n-th (default first) occurrence of a save step fail. Steps: `object-write`,
+/// `object-fsync`, `object-rename`, `dir-fsync`, `manifest-write`, `manifest-fsync`,
+/// `manifest-rename`.
+mod failpoint {
+    use std::io;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn hit(step: &str) -> io::Result<()> {
+        let spec = SPEC.get_or_init(|| {
+            let v = std::env::var("CRYOPOD_FAILPOINT").ok()?;
+            let mut parts = v.splitn(2, ':');
+            let name = parts.next()?.to_string();
+            let n = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+            Some((name, n))
+        });
+        if let Some((name, n)) = spec
+            && name == step
+        {
+            let c = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+            if c == *n {
+                return Err(io::Error::other(format!("injected failure at {step} (CRYOPOD_FAILPOINT)")));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PersistenceError + use<> {
+    let path = path.to_path_buf();
+    move |source| PersistenceError::Io { op, path, source }
+}
+
+fn fsync_dir(dir: &Path) -> io::Result<()> {
+    failpoint::hit("dir-fsync")?;
+    File::open(dir)?.sync_all()
+}
+
+/// The files of a saved state.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    fn new(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.join("state"),
+        }
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.root.join("manifest.json")
+    }
+
+    fn object_path(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.root.join("objects").join("sha256").join(&hex[..2]).join(hex)
+    }
+
+    fn read_manifest(&self) -> std::result::Result<Option<StateManifest>, PersistenceError> {
+        let path = self.manifest_path();
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("cannot read", &path)(e)),
+        };
+        let m: StateManifest = serde_json::from_slice(&text).map_err(|e| PersistenceError::Corrupt {
+            dir: self.root.clone(),
+            object: path.clone(),
+            reason: format!("not a valid manifest: {e}"),
+        })?;
+        if m.layout != LAYOUT {
+            return Err(PersistenceError::Corrupt {
+                dir: self.root.clone(),
+                object: path,
+                reason: format!("layout version {} is not supported (expected {LAYOUT})", m.layout),
+            });
+        }
+        Ok(Some(m))
+    }
+
+    /// Writes one service section as an object unless it exists; returns bytes written.
+    fn write_object(&self, state: &dyn ServiceState) -> std::result::Result<(ObjectRef, u64), PersistenceError> {
+        let objects = self.root.join("objects");
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&objects)
+            .map_err(io_err("cannot create a temp file in", &objects))?;
+        let (digest, size) = {
+            let mut enc = zstd::Encoder::new(tmp.as_file_mut(), ZSTD_LEVEL)
+                .map_err(io_err("cannot compress into", &objects))?;
+            let mut hw = HashingWriter {
+                inner: &mut enc,
+                hasher: Hasher::new(),
+                size: 0,
+            };
+            failpoint::hit("object-write").map_err(io_err("cannot write", &objects))?;
+            state
+                .encode_to(&mut hw)
+                .map_err(|e| io_err("cannot encode into", &objects)(io::Error::other(e.to_string())))?;
+            let (digest, size) = (hw.hasher.finish(), hw.size);
+            enc.finish().map_err(io_err("cannot write", &objects))?;
+            (digest, size)
+        };
+        let r = ObjectRef {
+            state_version: state.version(),
+            digest,
+            size,
+        };
+        let dest = self.object_path(&digest);
+        if dest.is_file() {
+            return Ok((r, 0));
+        }
+        let written = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+        failpoint::hit("object-fsync").map_err(io_err("cannot fsync", tmp.path()))?;
+        tmp.as_file().sync_all().map_err(io_err("cannot fsync", tmp.path()))?;
+        let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
+        create_private_dir_all(&parent).map_err(io_err("cannot create", &parent))?;
+        failpoint::hit("object-rename").map_err(io_err("cannot rename into", &dest))?;
+        tmp.persist(&dest).map_err(|e| io_err("cannot rename into", &dest)(e.error))?;
+        fsync_dir(&parent).map_err(io_err("cannot fsync", &parent))?;
+        Ok((r, written))
+    }
+
+    fn write_manifest(&self, m: &StateManifest) -> std::result::Result<u64, PersistenceError> {
+        let path = self.manifest_path();
+        let bytes = serde_json::to_vec_pretty(m).map_err(|e| io_err("cannot encode", &path)(io::Error::other(e)))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-manifest-")
+            .tempfile_in(&self.root)
+            .map_err(io_err("cannot create a temp file in", &self.root))?;
+        failpoint::hit("manifest-write").map_err(io_err("cannot write", &path))?;
+        tmp.write_all(&bytes).map_err(io_err("cannot write", &path))?;
+        failpoint::hit("manifest-fsync").map_err(io_err("cannot fsync", &path))?;
+        tmp.as_file().sync_all().map_err(io_err("cannot fsync", &path))?;
+        failpoint::hit("manifest-rename").map_err(io_err("cannot rename into", &path))?;
+        tmp.persist(&path).map_err(|e| io_err("cannot rename into", &path)(e.error))?;
+        fsync_dir(&self.root).map_err(io_err("cannot fsync", &self.root))?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Decodes one object, checking its digest, and upgrades it to `version`.
+    fn read_object(&self, service: &str, r: &ObjectRef, version: u32) -> std::result::Result<Box<dyn ServiceState>, PersistenceError> {
+        let path = self.object_path(&r.digest);
+        let corrupt = |reason: String| PersistenceError::Corrupt {
+            dir: self.root.clone(),
+            object: path.clone(),
+            reason,
+        };
+        let f = File::open(&path).map_err(|e| corrupt(format!("{service} state object cannot be opened: {e}")))?;
+        let mut dec = zstd::Decoder::new(BufReader::new(f)).map_err(|e| corrupt(e.to_string()))?;
+        dec.window_log_max(27).map_err(|e| corrupt(e.to_string()))?;
+        let mut hr = HashingReader {
+            inner: dec,
+            hasher: Hasher::new(),
+            size: 0,
+        };
+        let decoded: std::result::Result<Box<dyn ServiceState>, _> = {
+            let mut de = rmp_serde::Deserializer::new(&mut hr);
+            serde::Deserialize::deserialize(&mut de)
+        };
+        let state = decoded.map_err(|e| corrupt(format!("{service} state does not decode: {e}")))?;
+        io::copy(&mut hr, &mut io::sink()).map_err(|e| corrupt(format!("{service} state object is damaged: {e}")))?;
+        let got = hr.hasher.finish();
+        if got != r.digest || hr.size != r.size {
+            return Err(corrupt(format!(
+                "{service} state object is damaged: content digest {got} ({} bytes) does not match its name ({} bytes expected)",
+                hr.size, r.size
+            )));
+        }
+        if state.service() != service {
+            return Err(corrupt(format!("object holds {} state, manifest says {service}", state.service())));
+        }
+        crate::state::upgrade_to(state, version).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Removes temp files a crash left behind.
+    fn remove_stale_temp_files(&self) {
+        for dir in [self.root.clone(), self.root.join("objects"), self.root.join("blobs")] {
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                        tracing::info!(path = %e.path().display(), "removing a temp file left by an interrupted save");
+                        let _ = fs::remove_file(e.path());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes objects the manifest does not name.
+    fn collect_objects(&self, m: &StateManifest) -> u64 {
+        let keep: BTreeSet<Digest> = m.services.values().map(|r| r.digest).collect();
+        let mut removed = 0;
+        let base = self.root.join("objects").join("sha256");
+        let Ok(dirs) = fs::read_dir(&base) else { return 0 };
+        for d in dirs.flatten() {
+            let Ok(files) = fs::read_dir(d.path()) else { continue };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().to_string();
+                if let Ok(dg) = format!("sha256:{name}").parse::<Digest>()
+                    && !keep.contains(&dg)
+                    && fs::remove_file(f.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+struct HashingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl<W: Write> Write for HashingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct HashingReader<R: Read> {
+    inner: R,
+    hasher: Hasher,
+    size: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+/// Outcome of the last save, for `/_cryopod/health`.
+#[derive(Clone, Debug, Serialize)]
+pub struct SaveReport {
+    /// When it finished.
+    pub time: String,
+    /// Services whose sections were written.
+    pub services: Vec<String>,
+    /// Bytes written (objects + manifest).
+    pub bytes_written: u64,
+    /// How long it took.
+    pub duration_ms: u128,
+}
+
+#[derive(Default)]
+struct Status {
+    last_save: Option<SaveReport>,
+    last_error: Option<String>,
+    pending: BTreeSet<String>,
+    loaded: bool,
+}
+
+/// The persistence engine: saves and loads the runtime's state in the data dir.
+pub struct Persistence {
+    runtime: Runtime,
+    config: PersistenceConfig,
+    dir: StateDir,
+    /// Serializes saves and loads.
+    io_lock: tokio::sync::Mutex<Option<StateManifest>>,
+    status: Mutex<Status>,
+    durable_generation: AtomicU64,
+    durable: tokio::sync::Notify,
+    save_requested: tokio::sync::Notify,
+    total_bytes_written: AtomicU64,
+}
+
+impl Persistence {
+    /// The blob store in the data dir; the runtime must be built with it so blobs are
+    /// written once, by the request that creates them, and never copied by a save.
+    pub fn open_blob_store(config: &PersistenceConfig) -> Result<BlobStore> {
+        let dir = StateDir::new(&config.data_dir);
+        create_private_dir_all(&dir.root.join("objects"))?;
+        Ok(BlobStore::open(dir.root.join("blobs"))?)
+    }
+
+    /// Opens the data dir, loads per the load strategy, and starts the save scheduler.
+    pub async fn start(runtime: Runtime, config: PersistenceConfig) -> Result<Arc<Persistence>> {
+        let dir = StateDir::new(&config.data_dir);
+        create_private_dir_all(&dir.root.join("objects"))?;
+        dir.remove_stale_temp_files();
+        let p = Arc::new(Persistence {
+            runtime,
+            dir,
+            io_lock: tokio::sync::Mutex::new(None),
+            status: Mutex::new(Status::default()),
+            durable_generation: AtomicU64::new(0),
+            durable: tokio::sync::Notify::new(),
+            save_requested: tokio::sync::Notify::new(),
+            total_bytes_written: AtomicU64::new(0),
+            config,
+        });
+        let manifest = match p.dir.read_manifest() {
+            Ok(m) => m,
+            Err(e) => {
+                p.corrupt(e)?;
+                None
+            }
+        };
+        {
+            let mut st = p.status.lock();
+            st.pending = manifest
+                .as_ref()
+                .map(|m| {
+                    m.services
+                        .keys()
+                        .filter(|s| p.runtime.service(s).is_some())
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            st.loaded = manifest.is_none();
+        }
+        *p.io_lock.lock().await = manifest;
+        if p.config.load == LoadStrategy::OnStartup
+            && let Err(e) = p.load_services(None).await
+        {
+            p.corrupt(e)?;
+        }
+        // Whatever was loaded is what is on disk: nothing to save yet.
+        p.runtime.changes().take();
+        p.durable_generation
+            .store(p.runtime.changes().generation(), Ordering::SeqCst);
+        match p.config.save {
+            SaveStrategy::Scheduled => {
+                let weak = Arc::downgrade(&p);
+                let interval = p.config.flush_interval;
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        let Some(p) = weak.upgrade() else { break };
+                        if p.runtime.changes().is_dirty() {
+                            let _ = p.save_dirty().await;
+                        }
+                    }
+                });
+            }
+            SaveStrategy::OnRequest => {
+                let weak = Arc::downgrade(&p);
+                tokio::spawn(async move {
+                    loop {
+                        let Some(p) = weak.upgrade() else { break };
+                        let notified = p.save_requested.notified();
+                        if !p.runtime.changes().is_dirty() {
+                            notified.await;
+                        }
+                        let _ = p.save_dirty().await;
+                    }
+                });
+            }
+            SaveStrategy::OnShutdown | SaveStrategy::Manual => {}
+        }
+        Ok(p)
+    }
+
+    /// `DATA_DIR/state`.
+    pub fn state_dir(&self) -> &Path {
+        &self.dir.root
+    }
+
+    fn corrupt(&self, e: PersistenceError) -> Result<()> {
+        match (&e, self.config.on_corrupt) {
+            (PersistenceError::Corrupt { .. }, OnCorrupt::Quarantine) => {
+                let stamp = now_rfc3339().replace(':', "-");
+                let q = self.config.data_dir.join("quarantine").join(&stamp);
+                create_private_dir_all(&q)?;
+                for name in ["manifest.json", "objects"] {
+                    let from = self.dir.root.join(name);
+                    if from.exists() {
+                        fs::rename(&from, q.join(name))?;
+                    }
+                }
+                create_private_dir_all(&self.dir.root.join("objects"))?;
+                let msg = format!("{e}; the saved state was moved to {} and the emulator starts empty", q.display());
+                tracing::error!("{msg}");
+                eprintln!("warning: {msg}");
+                let mut st = self.status.lock();
+                st.last_error = Some(msg);
+                st.pending.clear();
+                st.loaded = true;
+                Ok(())
+            }
+            _ => Err(Error::Io(io::Error::other(e.to_string()))),
+        }
+    }
+
+    /// Loads `services` (default: all pending) from the saved manifest.
+    async fn load_services(&self, services: Option<Vec<String>>) -> std::result::Result<Vec<String>, PersistenceError> {
+        let guard = self.io_lock.lock().await;
+        let Some(manifest) = guard.clone() else {
+            return Ok(Vec::new());
+        };
+        let wanted: Vec<String> = match services {
+            Some(list) => list,
+            None => manifest.services.keys().cloned().collect(),
+        };
+        let mut snapshot = Snapshot::default();
+        for name in &wanted {
+            let (Some(r), Some(provider)) = (manifest.services.get(name), self.runtime.service(name)) else {
+                continue;
+            };
+            let dir = self.dir.clone();
+            let (n, r2, v) = (name.clone(), r.clone(), provider.state_version());
+            let state = tokio::task::spawn_blocking(move || dir.read_object(&n, &r2, v))
+                .await
+                .map_err(|e| io_err("cannot load", &self.dir.root)(io::Error::other(e.to_string())))??;
+            for d in state.blobs() {
+                if !self.runtime.blobs().contains(&d) {
+                    return Err(PersistenceError::Corrupt {
+                        dir: self.dir.root.clone(),
+                        object: self.runtime.blobs().path(&d),
+                        reason: format!("{name} state refers to blob {d}, which is missing"),
+                    });
+                }
+            }
+            snapshot.services.insert(name.clone(), state);
+        }
+        let loaded: Vec<String> = snapshot.services.keys().cloned().collect();
+        let before = self.runtime.changes().generation();
+        self.runtime
+            .apply(snapshot, MergeStrategy::AccountRegionMerge)
+            .await
+            .map_err(|e| io_err("cannot apply the saved state from", &self.dir.root)(io::Error::other(e.to_string())))?;
+        // Loading is not a change to save.
+        if self.runtime.changes().generation() != before {
+            let mut dirty = self.runtime.changes().take();
+            for s in &loaded {
+                dirty.remove(s.as_str());
+            }
+            self.runtime.changes().restore(dirty);
+        }
+        let mut st = self.status.lock();
+        for s in &loaded {
+            st.pending.remove(s);
+        }
+        if st.pending.is_empty() {
+            st.loaded = true;
+        }
+        tracing::info!(services = ?loaded, "loaded saved state");
+        Ok(loaded)
+    }
+
+    /// Loads every service still pending (lazy loading) before a whole-state operation.
+    pub async fn ensure_loaded(&self) -> std::result::Result<(), PersistenceError> {
+        let pending: Vec<String> = self.status.lock().pending.iter().cloned().collect();
+        if pending.is_empty() || self.config.load == LoadStrategy::Manual {
+            return Ok(());
+        }
+        self.load_services(Some(pending)).await.map(|_| ())
+    }
+
+    /// Saves every changed service; the unit of work of all save strategies.
+    pub async fn save_dirty(&self) -> std::result::Result<SaveReport, PersistenceError> {
+        self.save(None).await
+    }
+
+    async fn save(&self, only: Option<Vec<String>>) -> std::result::Result<SaveReport, PersistenceError> {
+        let mut guard = self.io_lock.lock().await;
+        let started = Instant::now();
+        let generation = self.runtime.changes().generation();
+        let mut dirty = self.runtime.changes().take();
+        let pending: BTreeSet<String> = self.status.lock().pending.clone();
+        let mut manifest = guard.clone().unwrap_or_default();
+        let mut names: Vec<String> = match &only {
+            Some(list) => list.clone(),
+            None => self
+                .runtime
+                .service_names()
+                .into_iter()
+                .filter(|s| dirty.contains_key(s) || !manifest.services.contains_key(*s))
+                .map(str::to_string)
+                .collect(),
+        };
+        // A service not loaded yet keeps its saved section.
+        names.retain(|n| !pending.contains(n));
+        // Changes of services this save does not cover stay pending.
+        let others: BTreeMap<&'static str, BTreeSet<crate::scope::Scope>> = dirty
+            .iter()
+            .filter(|(k, _)| !names.iter().any(|n| n == *k))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        dirty.retain(|k, _| names.iter().any(|n| n == k));
+        self.runtime.changes().restore(others);
+        let result = async {
+            let snapshot = self.runtime.capture(Some(&names), &ScopeFilter::all()).await.map_err(|e| {
+                io_err("cannot capture state for", &self.dir.root)(io::Error::other(e.to_string()))
+            })?;
+            let dir = self.dir.clone();
+            let (refs, bytes) = tokio::task::spawn_blocking(move || {
+                let mut refs = BTreeMap::new();
+                let mut bytes = 0;
+                for (name, state) in &snapshot.services {
+                    let (r, written) = dir.write_object(state.as_ref())?;
+                    bytes += written;
+                    refs.insert(name.clone(), r);
+                }
+                Ok::<_, PersistenceError>((refs, bytes))
+            })
+            .await
+            .map_err(|e| io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string())))??;
+            let changed = refs.iter().any(|(k, r)| manifest.services.get(k) != Some(r)) || guard.is_none();
+            manifest.services.extend(refs);
+            manifest.layout = LAYOUT;
+            let mut bytes = bytes;
+            if changed {
+                manifest.saved_at = now_rfc3339();
+                let dir = self.dir.clone();
+                let m = manifest.clone();
+                bytes += tokio::task::spawn_blocking(move || dir.write_manifest(&m))
+                    .await
+                    .map_err(|e| io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string())))??;
+            }
+            Ok::<u64, PersistenceError>(bytes)
+        }
+        .await;
+        match result {
+            Ok(bytes) => {
+                *guard = Some(manifest.clone());
+                drop(guard);
+                let dir = self.dir.clone();
+                let removed = tokio::task::spawn_blocking(move || dir.collect_objects(&manifest))
+                    .await
+                    .unwrap_or(0);
+                let report = SaveReport {
+                    time: now_rfc3339(),
+                    services: names,
+                    bytes_written: bytes,
+                    duration_ms: started.elapsed().as_millis(),
+                };
+                self.total_bytes_written.fetch_add(bytes, Ordering::SeqCst);
+                tracing::debug!(?report, removed, "state saved");
+                {
+                    let mut st = self.status.lock();
+                    st.last_save = Some(report.clone());
+                    st.last_error = None;
+                }
+                self.durable_generation.fetch_max(generation, Ordering::SeqCst);
+                self.durable.notify_waiters();
+                Ok(report)
+            }
+            Err(e) => {
+                drop(guard);
+                // Nothing was lost: the changes stay pending for the next save.
+                dirty.retain(|k, _| !pending.contains(*k));
+                self.runtime.changes().restore(dirty);
+                tracing::error!(error = %e, "save failed; the previous saved state is intact");
+                self.status.lock().last_error = Some(e.to_string());
+                self.durable.notify_waiters();
+                Err(e)
+            }
+        }
+    }
+
+    /// The final save at shutdown, for the strategies that promise one.
+    pub async fn shutdown(&self) -> Result<()> {
+        match self.config.save {
+            SaveStrategy::Manual => Ok(()),
+            _ => {
+                if self.runtime.changes().is_dirty() {
+                    self.save_dirty()
+                        .await
+                        .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Total bytes written by saves since start (for tests and benchmarks).
+    pub fn bytes_written(&self) -> u64 {
+        self.total_bytes_written.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl RequestHooks for Persistence {
+    async fn before_request(&self, service: &'static str) -> std::result::Result<(), AwsError> {
+        if self.config.load != LoadStrategy::OnRequest {
+            return Ok(());
+        }
+        if !self.status.lock().pending.contains(service) {
+            return Ok(());
+        }
+        self.load_services(Some(vec![service.to_string()]))
+            .await
+            .map(|_| ())
+            .map_err(|e| AwsError::new(http::StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()))
+    }
+
+    async fn after_change(&self, _service: &'static str) -> std::result::Result<(), AwsError> {
+        if self.config.save != SaveStrategy::OnRequest {
+            return Ok(());
+        }
+        let target = self.runtime.changes().generation();
+        loop {
+            let notified = self.durable.notified();
+            if self.durable_generation.load(Ordering::SeqCst) >= target {
+                return Ok(());
+            }
+            self.save_requested.notify_one();
+            notified.await;
+            if self.durable_generation.load(Ordering::SeqCst) < target
+                && let Some(err) = self.status.lock().last_error.clone()
+            {
+                return Err(AwsError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    format!("the change could not be made durable: {err}"),
+                ));
+            }
+        }
+    }
+
+    fn health(&self) -> Value {
+        let st = self.status.lock();
+        json!({
+            "enabled": true,
+            "data_dir": self.config.data_dir,
+            "save_strategy": self.config.save.to_string(),
+            "load_strategy": self.config.load.to_string(),
+            "flush_interval_seconds": self.config.flush_interval.as_secs_f64(),
+            "last_save": st.last_save,
+            "last_error": st.last_error,
+            "pending_services": st.pending,
+            "loaded": st.loaded,
+            "bytes_written": self.bytes_written(),
+        })
+    }
+
+    async fn save(&self, services: Option<Vec<String>>) -> std::result::Result<Value, ApiError> {
+        let report = Persistence::save(self, services.or_else(|| Some(self.runtime.service_names().into_iter().map(str::to_string).collect())))
+            .await
+            .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "SaveFailed", e.to_string()))?;
+        Ok(serde_json::to_value(report).unwrap_or(Value::Null))
+    }
+
+    async fn load(&self, services: Option<Vec<String>>) -> std::result::Result<Value, ApiError> {
+        let loaded = self
+            .load_services(services)
+            .await
+            .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "LoadFailed", e.to_string()))?;
+        Ok(json!({ "loaded": loaded }))
+    }
+
+    async fn ensure_loaded(&self) -> std::result::Result<(), ApiError> {
+        Persistence::ensure_loaded(self)
+            .await
+            .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "LoadFailed", e.to_string()))
+    }
+}
