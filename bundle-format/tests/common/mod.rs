@@ -1,0 +1,195 @@
+//! Helpers shared by the integration tests: building bundles and hand-crafting bytes.
+#![allow(dead_code)]
+
+use std::io::Read;
+
+use cryopod_bundle::*;
+
+/// What a test bundle holds.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub sections: Vec<(String, u32, Vec<u8>)>,
+    pub blobs: Vec<Vec<u8>>,
+    pub chunk_size: usize,
+}
+
+pub fn manifest() -> Manifest {
+    Manifest {
+        producer: "cryopod-test 0.0.0".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        services: vec![ServiceEntry {
+            name: "s3".into(),
+            state_version: 1,
+            scopes: vec![ScopeEntry {
+                account: "000000000000".into(),
+                region: "us-east-1".into(),
+                resources: [("bucket".to_string(), 2u64)].into_iter().collect(),
+            }],
+        }],
+        blobs: BlobSummary {
+            count: 1,
+            bytes: 10,
+        },
+    }
+}
+
+pub fn build(spec: &Spec) -> Vec<u8> {
+    let opts = WriteOptions {
+        level: 3,
+        chunk_size: spec.chunk_size,
+    };
+    let mut w = BundleWriter::new(Vec::new(), &manifest(), opts).unwrap();
+    for (name, v, data) in &spec.sections {
+        let d = w.write_section(name, *v, data).unwrap();
+        assert_eq!(d, Digest::of(data));
+    }
+    for b in &spec.blobs {
+        w.blob(&Digest::of(b), b.len() as u64, &mut &b[..]).unwrap();
+    }
+    w.finish().unwrap()
+}
+
+/// A small bundle with several multi-chunk, compressible and incompressible streams.
+pub fn sample() -> (Spec, Vec<u8>) {
+    let mut rng = 0x1234_5678_u64;
+    let mut random = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng as u8
+            })
+            .collect()
+    };
+    let spec = Spec {
+        sections: vec![
+            (
+                "s3".into(),
+                1,
+                b"hello hello hello hello hello hello".repeat(20),
+            ),
+            ("sqs".into(), 2, Vec::new()),
+            ("dynamodb".into(), 7, random(150)),
+        ],
+        blobs: vec![random(300), b"tiny".to_vec(), Vec::new(), vec![0u8; 500]],
+        chunk_size: 128,
+    };
+    let bytes = build(&spec);
+    (spec, bytes)
+}
+
+/// A `Read` that is not `Seek` and returns short reads, like a pipe.
+pub struct Pipe<'a> {
+    pub data: &'a [u8],
+    pub pos: usize,
+    pub step: usize,
+}
+
+impl Read for Pipe<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        self.step = self.step % 13 + 1;
+        Ok(n)
+    }
+}
+
+/// Everything a sequential read yields: sections then blobs, in file order.
+pub type Contents = (Vec<(String, u32, Vec<u8>)>, Vec<(Digest, Vec<u8>)>);
+
+pub fn read_sequential(r: impl Read, limits: Limits) -> Result<Contents, BundleError> {
+    let mut br = BundleReader::new(r, limits)?;
+    let mut sections = Vec::new();
+    let mut blobs = Vec::new();
+    while let Some(e) = br.next_entry()? {
+        match e {
+            Entry::Section {
+                service,
+                state_version,
+                reader,
+            } => sections.push((service, state_version, reader.read_all()?)),
+            Entry::Blob {
+                digest,
+                size,
+                reader,
+            } => {
+                let data = reader.read_all()?;
+                assert_eq!(data.len() as u64, size);
+                blobs.push((digest, data));
+            }
+        }
+    }
+    Ok((sections, blobs))
+}
+
+/// Reads every stream through the index.
+pub fn read_seekable(bytes: &[u8], limits: Limits) -> Result<Contents, BundleError> {
+    let mut sb = SeekableBundle::open(std::io::Cursor::new(bytes), limits)?;
+    let mut sections = Vec::new();
+    for s in sb.sections() {
+        let data = sb.open_section(&s.service)?.expect("listed").read_all()?;
+        sections.push((s.service, s.state_version, data));
+    }
+    let mut blobs = Vec::new();
+    for b in sb.blobs() {
+        let data = sb.open_blob(&b.digest)?.expect("listed").read_all()?;
+        blobs.push((b.digest, data));
+    }
+    Ok((sections, blobs))
+}
+
+// ---- hand-crafting bytes (mirrors SPEC.md, independently of the crate's code) ----
+
+pub fn crc(b: &[u8]) -> u32 {
+    crc32fast::hash(b)
+}
+
+pub fn header(version: u16) -> Vec<u8> {
+    let mut h = b"\x89CRYOPOD".to_vec();
+    h.extend_from_slice(&version.to_le_bytes());
+    h.extend_from_slice(&[0, 0]);
+    let c = crc(&h);
+    h.extend_from_slice(&c.to_le_bytes());
+    h
+}
+
+/// A record whose header says `len` (which may lie) followed by `payload`.
+pub fn record_with_len(kind: u8, flags: u8, len: u64, payload: &[u8]) -> Vec<u8> {
+    let mut r = vec![kind, flags, 0, 0];
+    r.extend_from_slice(&len.to_le_bytes());
+    let c = crc(&r);
+    r.extend_from_slice(&c.to_le_bytes());
+    r.extend_from_slice(payload);
+    r.extend_from_slice(&crc(payload).to_le_bytes());
+    r
+}
+
+pub fn record(kind: u8, flags: u8, payload: &[u8]) -> Vec<u8> {
+    record_with_len(kind, flags, payload.len() as u64, payload)
+}
+
+pub fn footer(index_offset: u64, index_len: u64, version: u16) -> Vec<u8> {
+    let mut f = index_offset.to_le_bytes().to_vec();
+    f.extend_from_slice(&index_len.to_le_bytes());
+    f.extend_from_slice(&version.to_le_bytes());
+    f.extend_from_slice(&[0, 0]);
+    let c = crc(&f);
+    f.extend_from_slice(&c.to_le_bytes());
+    f.extend_from_slice(b"DOPOYRC\x89");
+    f
+}
+
+pub fn manifest_record() -> Vec<u8> {
+    record(0x01, 0, &serde_json::to_vec(&manifest()).unwrap())
+}
+
+/// (index_offset, index_len) from a valid bundle's footer.
+pub fn footer_of(bytes: &[u8]) -> (u64, u64) {
+    let f = &bytes[bytes.len() - 32..];
+    (
+        u64::from_le_bytes(f[..8].try_into().unwrap()),
+        u64::from_le_bytes(f[8..16].try_into().unwrap()),
+    )
+}
