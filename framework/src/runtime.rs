@@ -302,8 +302,9 @@ impl Runtime {
         let _gate = self.inner.barrier.write().await;
         let all = ScopeFilter::all();
         // Compute every target state before touching anything.
-        let mut plan: Vec<(&'static str, Box<dyn ServiceState>, Box<dyn ServiceState>)> =
-            Vec::new();
+        // (service, state before, target state)
+        type Step = (&'static str, Box<dyn ServiceState>, Box<dyn ServiceState>);
+        let mut plan: Vec<Step> = Vec::new();
         for (name, provider) in &self.inner.services {
             let incoming_state = incoming.remove(name);
             if incoming_state.is_none() && merge != MergeStrategy::Overwrite {

@@ -248,11 +248,11 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
         }
     });
     let stream = tokio_stream_from(rx);
-    Ok(Response::builder()
+    Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/vnd.cryopod.bundle")
         .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))?)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))
 }
 
 fn tokio_stream_from(
@@ -311,9 +311,37 @@ async fn import(
         .into_body()
         .into_data_stream()
         .map_err(|e| io::Error::other(e.to_string()));
-    let reader = SyncIoBridge::new(StreamReader::new(stream));
-    let report = app.runtime.import(reader, services.as_deref(), merge).await?;
+    let reader = SharedReader(Arc::new(std::sync::Mutex::new(SyncIoBridge::new(
+        StreamReader::new(stream),
+    ))));
+    let result = app.runtime.import(reader.clone(), services.as_deref(), merge).await;
+    if result.is_err() {
+        // Read the rest of the upload before answering: a server that closes the connection
+        // with request bytes unread resets it, and the client never sees the error answer.
+        let mut rest = reader;
+        let _ = tokio::task::spawn_blocking(move || io::copy(&mut rest, &mut io::sink())).await;
+    }
+    let report = result?;
     Ok(axum::Json(serde_json::to_value(report).map_err(|e| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
     })?))
+}
+
+/// A reader the import handler keeps a handle on, to drain the request body after a failed
+/// import.
+struct SharedReader<R>(Arc<std::sync::Mutex<R>>);
+
+impl<R> Clone for SharedReader<R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<R: io::Read> io::Read for SharedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| io::Error::other("import reader poisoned"))?
+            .read(buf)
+    }
 }

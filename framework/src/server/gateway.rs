@@ -126,9 +126,8 @@ async fn route(
         .any(|(r, _)| matches!(r, Route::QueryAction(_)));
     let mut req = req;
     if has_query_routes && signing.is_none() {
-        let (parts, action, rebuilt) = peek_action(req).await?;
+        let (action, rebuilt) = peek_action(req).await?;
         req = rebuilt;
-        let _ = parts;
         if let Some(action) = action
             && let Some(s) = routes.iter().find_map(|(r, s)| match r {
                 Route::QueryAction(actions) if actions.contains(&action.as_str()) => Some(*s),
@@ -155,14 +154,16 @@ async fn route(
     Ok((req, fallback))
 }
 
+/// Finds the query protocol's `Action` in the query string or the form body; the body, if
+/// read, is put back so the service sees the request unchanged.
 async fn peek_action(
     req: Request<Body>,
-) -> Result<((), Option<String>, Request<Body>), (ErrorShape, AwsError)> {
+) -> Result<(Option<String>, Request<Body>), (ErrorShape, AwsError)> {
     if let Some(q) = req.uri().query()
         && let Some((_, v)) = form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "Action")
     {
         let v = v.into_owned();
-        return Ok(((), Some(v), req));
+        return Ok((Some(v), req));
     }
     let is_form = req
         .headers()
@@ -170,7 +171,7 @@ async fn peek_action(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
     if !is_form || req.method() != http::Method::POST {
-        return Ok(((), None, req));
+        return Ok((None, req));
     }
     let (parts, body) = req.into_parts();
     let bytes: Bytes = match http_body_util::Limited::new(body, MAX_FORM_PEEK).collect().await {
@@ -185,7 +186,7 @@ async fn peek_action(
     let action = form_urlencoded::parse(&bytes)
         .find(|(k, _)| k == "Action")
         .map(|(_, v)| v.into_owned());
-    Ok(((), action, Request::from_parts(parts, Body::from(bytes))))
+    Ok((action, Request::from_parts(parts, Body::from(bytes))))
 }
 
 /// Which protocol's error shape to answer in when no plugin could.

@@ -1,0 +1,189 @@
+//! Capture and apply of 1,000,000 small messages across 100 queues, against the floor:
+//! serializing the same message records as a plain `Vec` with the same serializer
+//! (rmp-serde, named fields) in the same run.
+//!
+//! `cargo bench -p cryopod-sqs --bench capture` (plain `main`, no harness). Set
+//! `SQS_BENCH_MESSAGES` to change the volume.
+
+use std::time::{Duration, Instant};
+
+use cryopod::{MergeStrategy, Runtime, Scope, ScopeFilter, ServiceState, Snapshot};
+use cryopod_sqs::state::{Message, Queue, SqsState};
+use cryopod_sqs::{SERVICE, SqsService};
+use imbl::OrdMap;
+use serde::Deserialize;
+
+const QUEUES: usize = 100;
+
+fn message(i: usize) -> Message {
+    Message {
+        id: format!("{i:08x}-0000-4000-8000-000000000000"),
+        body: format!("small message body number {i}"),
+        attributes: OrdMap::new(),
+        system_attributes: OrdMap::new(),
+        sender_id: "000000000000".into(),
+        sent_at: 1_700_000_000_000 + i as i64,
+        receive_count: (i % 3) as u32,
+        first_received_at: None,
+        visible_at: 1_700_000_000_000 + (i % 1000) as i64,
+        delayed: false,
+        expires_at: 1_700_345_600_000,
+        group_id: None,
+        dedup_id: None,
+        dead_letter_source: None,
+    }
+}
+
+fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
+    let mut best = Duration::MAX;
+    let mut out = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let v = f();
+        best = best.min(t.elapsed());
+        out = Some(v);
+    }
+    match out {
+        Some(v) => (best, v),
+        None => panic!("runs must be at least 1"),
+    }
+}
+
+fn main() {
+    let total: usize = std::env::var("SQS_BENCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let per_queue = total / QUEUES;
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+
+    // The same records both ways.
+    let mut plain: Vec<Message> = Vec::with_capacity(total);
+    let mut state = SqsState::default();
+    let scope = Scope::default();
+    let t = Instant::now();
+    for qi in 0..QUEUES {
+        let name = format!("queue-{qi:03}");
+        let mut q = Queue::new(name.clone(), false, OrdMap::new(), 1_700_000_000_000);
+        for mi in 0..per_queue {
+            let m = message(qi * per_queue + mi);
+            plain.push(m.clone());
+            q.push(m);
+        }
+        state.scopes.get_mut(&scope).queues.insert(name, q);
+    }
+    println!(
+        "built {total} messages in {QUEUES} queues in {:?}",
+        t.elapsed()
+    );
+
+    let rt = Runtime::builder()
+        .enable(Some(vec![SERVICE.into()]))
+        .build()
+        .expect("runtime");
+    if let Some(s) = rt
+        .service(SERVICE)
+        .and_then(|s| s.as_any().downcast_ref::<SqsService>())
+    {
+        s.clock().freeze(1_700_000_000_000);
+    }
+    let mut snap = Snapshot::default();
+    snap.services.insert(SERVICE.into(), Box::new(state));
+    tokio
+        .block_on(rt.apply(snap, MergeStrategy::Overwrite))
+        .expect("install");
+
+    let services = vec![SERVICE.to_string()];
+    let runs = 3;
+
+    // Capture: the O(1) clone under the barrier, then encoding.
+    let (clone_time, _) = best(runs, || {
+        tokio
+            .block_on(rt.capture(Some(&services), &ScopeFilter::all()))
+            .expect("capture")
+    });
+    let (capture_time, bytes) = best(runs, || {
+        let snap = tokio
+            .block_on(rt.capture(Some(&services), &ScopeFilter::all()))
+            .expect("capture");
+        let mut out = Vec::with_capacity(64 << 20);
+        snap.services[SERVICE].encode_to(&mut out).expect("encode");
+        out
+    });
+    let (plain_encode, plain_bytes) = best(runs, || {
+        rmp_serde::to_vec_named(&plain).expect("encode plain")
+    });
+
+    // Apply: decode the section, then install it (the restore shifts clocks per queue).
+    let (apply_time, _) = best(runs, || {
+        let mut de = rmp_serde::Deserializer::new(&bytes[..]);
+        let state: Box<dyn ServiceState> = Deserialize::deserialize(&mut de).expect("decode");
+        let mut snap = Snapshot::default();
+        snap.services.insert(SERVICE.into(), state);
+        tokio
+            .block_on(rt.apply(snap, MergeStrategy::Overwrite))
+            .expect("apply")
+    });
+    let (plain_decode, back) = best(runs, || {
+        rmp_serde::from_slice::<Vec<Message>>(&plain_bytes).expect("decode plain")
+    });
+    assert_eq!(back.len(), total);
+
+    // Breakdown: the plugin's own structure without the framework's type-erased encoding.
+    let concrete: SqsState = {
+        let snap = tokio
+            .block_on(rt.capture(Some(&services), &ScopeFilter::all()))
+            .expect("capture");
+        let mut snap = snap;
+        match snap
+            .services
+            .remove(SERVICE)
+            .map(|s| s.downcast::<SqsState>(SERVICE))
+        {
+            Some(Ok(s)) => s,
+            _ => panic!("no sqs state"),
+        }
+    };
+    let (concrete_encode, concrete_bytes) = best(runs, || {
+        rmp_serde::to_vec_named(&concrete).expect("encode concrete")
+    });
+    let (concrete_decode, _) = best(runs, || {
+        rmp_serde::from_slice::<SqsState>(&concrete_bytes).expect("decode concrete")
+    });
+    let (erased_decode, _) = best(runs, || {
+        let mut de = rmp_serde::Deserializer::new(&bytes[..]);
+        let state: Box<dyn ServiceState> = Deserialize::deserialize(&mut de).expect("decode");
+        state
+    });
+    drop(concrete);
+
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!("messages: {total} in {QUEUES} queues");
+    println!(
+        "encoded size: state {} bytes, plain Vec {} bytes ({:.2}x)",
+        bytes.len(),
+        plain_bytes.len(),
+        bytes.len() as f64 / plain_bytes.len() as f64
+    );
+    println!("capture clone (under the barrier): {clone_time:?}");
+    println!(
+        "capture + encode: {capture_time:?}   plain Vec encode: {plain_encode:?}   ratio {:.2}x",
+        ratio(capture_time, plain_encode)
+    );
+    println!(
+        "  of which: concrete SqsState encode (no type erasure, Vec writer): {concrete_encode:?} ({:.2}x)",
+        ratio(concrete_encode, plain_encode)
+    );
+    println!(
+        "decode + apply:   {apply_time:?}   plain Vec decode: {plain_decode:?}   ratio {:.2}x",
+        ratio(apply_time, plain_decode)
+    );
+    println!(
+        "  of which: concrete SqsState decode: {concrete_decode:?} ({:.2}x); type-erased decode: {erased_decode:?} ({:.2}x)",
+        ratio(concrete_decode, plain_decode),
+        ratio(erased_decode, plain_decode)
+    );
+}

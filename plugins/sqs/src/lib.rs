@@ -1,0 +1,40 @@
+//! `sqs`: Amazon SQS for cryopod, with snapshots that keep the subtle parts of a queue.
+//!
+//! Both wire protocols are served: the JSON protocol current SDKs use
+//! (`X-Amz-Target: AmazonSQS.*`) and the older query protocol (`Action=` forms, XML answers).
+//! What a snapshot keeps, and what a restore does with time, is described in [`state`] and in
+//! the crate README: in short, time stands still while a snapshot is stored, so in-flight
+//! messages reappear when their remaining visibility timeout runs out after the restore.
+//!
+//! Modules:
+//! - [`state`]: the serde state (queues, messages, deduplication records) and its indexes;
+//! - [`api`]: the operations, on the JSON protocol's shapes;
+//! - [`protocol`]: query-protocol input and XML output, mapped to and from those shapes;
+//! - [`digest`]: the MD5 digests SDKs verify;
+//! - [`error`]: errors with both protocols' codes;
+//! - [`clock`]: the service's clock, which tests can freeze;
+//! - [`provider`]: the [`cryopod::Service`] and [`cryopod::StateProvider`].
+
+pub mod api;
+pub mod clock;
+pub mod digest;
+pub mod error;
+pub mod protocol;
+pub mod provider;
+pub mod state;
+
+pub use provider::SqsService;
+pub use state::SqsState;
+
+/// The service name, also its signing name.
+pub const SERVICE: &str = "sqs";
+
+cryopod::register_service! {
+    service: "sqs",
+    routes: &[
+        cryopod::Route::JsonTarget("AmazonSQS."),
+        cryopod::Route::SigningName("sqs"),
+        cryopod::Route::QueryAction(provider::ACTIONS),
+    ],
+    build: |ctx| std::sync::Arc::new(SqsService::new(ctx)),
+}
