@@ -43,5 +43,6 @@ pub use state::{
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;
+    pub use rmp_serde;
     pub use typetag;
 }

@@ -387,12 +387,11 @@ impl StateDir {
             hasher: Hasher::new(),
             size: 0,
         };
-        let decoded: std::result::Result<Box<dyn ServiceState>, _> = {
-            let mut de = rmp_serde::Deserializer::new(&mut hr);
-            serde::Deserialize::deserialize(&mut de)
-        };
-        let state = decoded.map_err(|e| corrupt(format!("{service} state does not decode: {e}")))?;
-        io::copy(&mut hr, &mut io::sink()).map_err(|e| corrupt(format!("{service} state object is damaged: {e}")))?;
+        let (state, trailing) = crate::state::decode_section(service, r.state_version, &mut hr)
+            .map_err(|e| corrupt(format!("{service} state does not decode: {e}")))?;
+        if trailing != 0 {
+            return Err(corrupt(format!("{trailing} bytes follow the {service} state")));
+        }
         let got = hr.hasher.finish();
         if got != r.digest || hr.size != r.size {
             return Err(corrupt(format!(
@@ -561,6 +560,10 @@ impl Persistence {
             && let Err(e) = p.load_services(None).await
         {
             p.corrupt(e)?;
+            // Quarantined: the manifest and objects were moved away, so nothing is saved now.
+            // Keeping the old manifest would skip writing a new one when the next save's
+            // objects happen to equal the quarantined ones, and would keep naming them.
+            *p.io_lock.lock().await = None;
         }
         // Whatever was loaded is what is on disk: nothing to save yet.
         p.runtime.changes().take();
@@ -876,9 +879,16 @@ impl RequestHooks for Persistence {
     }
 
     async fn save(&self, services: Option<Vec<String>>) -> std::result::Result<Value, ApiError> {
-        let report = Persistence::save(self, services.or_else(|| Some(self.runtime.service_names().into_iter().map(str::to_string).collect())))
-            .await
-            .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "SaveFailed", e.to_string()))?;
+        // Without a list, save what changed (and what was never saved), like every other save:
+        // re-encoding an unchanged service rewrites it whenever its encoding is not
+        // deterministic (SQS stamps each capture with the time).
+        let report = Persistence::save(self, services).await.map_err(|e| {
+            ApiError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "SaveFailed",
+                e.to_string(),
+            )
+        })?;
         Ok(serde_json::to_value(report).unwrap_or(Value::Null))
     }
 

@@ -187,9 +187,10 @@ pub fn read_bundle<R: Read>(
                         supported: current,
                     });
                 }
-                let decoded = decode_section(&service, &mut reader)?;
-                // Drain so the stream's digest is verified even if the decoder stopped early.
-                let trailing = io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
+                let (decoded, trailing) =
+                    crate::state::decode_section(&service, state_version, &mut reader)
+                        .map_err(|e| decode_error(&service, e))?;
+                // The decoder drained the stream, which verified its digest.
                 if trailing != 0 {
                     return Err(Error::Decode {
                         service,
@@ -250,19 +251,27 @@ pub fn read_bundle<R: Read>(
     })
 }
 
-fn decode_section(service: &str, reader: &mut dyn Read) -> Result<Box<dyn ServiceState>> {
-    let mut de = rmp_serde::Deserializer::new(io::BufReader::new(reader));
-    let state: Box<dyn ServiceState> =
-        Deserialize::deserialize(&mut de).map_err(|e| match e {
-            rmp_serde::decode::Error::InvalidDataRead(io) | rmp_serde::decode::Error::InvalidMarkerRead(io) => {
-                unwrap_bundle_error(io)
-            }
-            other => Error::Decode {
+fn decode_error(service: &str, e: rmp_serde::decode::Error) -> Error {
+    match e {
+        // The stream reader reports a damaged or cut stream as a wrapped `BundleError`; a
+        // bare end of input means the (intact) section ended inside the value: its content
+        // is bad, not the bundle or the disk.
+        rmp_serde::decode::Error::InvalidDataRead(io)
+        | rmp_serde::decode::Error::InvalidMarkerRead(io)
+            if io.kind() == io::ErrorKind::UnexpectedEof =>
+        {
+            Error::Decode {
                 service: service.to_string(),
-                message: other.to_string(),
-            },
-        })?;
-    Ok(state)
+                message: "the section ends in the middle of the state value".into(),
+            }
+        }
+        rmp_serde::decode::Error::InvalidDataRead(io)
+        | rmp_serde::decode::Error::InvalidMarkerRead(io) => unwrap_bundle_error(io),
+        other => Error::Decode {
+            service: service.to_string(),
+            message: other.to_string(),
+        },
+    }
 }
 
 /// Stream readers report integrity failures as `io::Error` wrapping a `BundleError`; unwrap
@@ -285,4 +294,102 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use crate::state::{ResourceCounts, Resources, Scoped, ScopedState, ServiceState};
+    use crate::scope::Scope;
+
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct Things {
+        names: imbl::OrdMap<String, u64>,
+    }
+
+    impl Resources for Things {
+        fn merge(&mut self, incoming: Self) {
+            self.names.extend(incoming.names);
+        }
+        fn summary(&self) -> ResourceCounts {
+            [("thing".to_string(), self.names.len() as u64)].into()
+        }
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+    struct ThingsState {
+        scopes: Scoped<Things>,
+    }
+
+    impl ScopedState for ThingsState {
+        type Resources = Things;
+        fn scoped(&self) -> &Scoped<Things> {
+            &self.scopes
+        }
+        fn scoped_mut(&mut self) -> &mut Scoped<Things> {
+            &mut self.scopes
+        }
+    }
+
+    crate::service_state!(ThingsState, service = "gadgets", version = 1, tag = "gadgets/1");
+
+    fn sample() -> ThingsState {
+        let mut s = ThingsState::default();
+        for (i, region) in ["us-east-1", "eu-west-1"].iter().enumerate() {
+            let r = s.scopes.get_mut(&Scope::new("000000000000", *region));
+            for j in 0..100u64 {
+                r.names.insert(format!("thing-{i}-{j}"), j);
+            }
+        }
+        s
+    }
+
+    #[test]
+    fn typed_section_encoding_is_byte_identical_to_typetag() {
+        let state: Box<dyn ServiceState> = Box::new(sample());
+        let mut typed = Vec::new();
+        state.encode_section(&mut typed).unwrap();
+        let mut generic = Vec::new();
+        let mut ser = rmp_serde::Serializer::new(&mut generic).with_struct_map();
+        serde::Serialize::serialize(state.as_ref(), &mut ser).unwrap();
+        assert_eq!(typed, generic);
+    }
+
+    #[test]
+    fn typed_section_decoding_matches_typetag_and_reports_trailing_bytes() {
+        let state: Box<dyn ServiceState> = Box::new(sample());
+        let mut bytes = Vec::new();
+        state.encode_section(&mut bytes).unwrap();
+        let (typed, trailing) =
+            crate::state::decode_section("gadgets", 1, &mut bytes.as_slice()).unwrap();
+        assert_eq!(trailing, 0);
+        let generic: Box<dyn ServiceState> =
+            rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(
+            crate::testing::encoded(typed.as_ref()),
+            crate::testing::encoded(generic.as_ref())
+        );
+        bytes.extend_from_slice(b"xyz");
+        let (_, trailing) =
+            crate::state::decode_section("gadgets", 1, &mut bytes.as_slice()).unwrap();
+        assert_eq!(trailing, 3);
+    }
+
+    #[test]
+    fn typed_decoder_rejects_a_section_holding_another_tag() {
+        let state: Box<dyn ServiceState> = Box::new(sample());
+        let mut bytes = Vec::new();
+        state.encode_section(&mut bytes).unwrap();
+        let codec = crate::state::section_codec("gadgets/1").unwrap();
+        let mut other = bytes.clone();
+        // Rename the tag in place: "gadgets/1" → "gadgetz/1".
+        let pos = other.windows(9).position(|w| w == b"gadgets/1").unwrap();
+        other[pos + 6] = b'z';
+        let err = match (codec.decode)(&mut other.as_slice()) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a foreign tag was accepted"),
+        };
+        assert!(err.contains("gadgetz/1"), "{err}");
+    }
 }

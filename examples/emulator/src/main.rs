@@ -14,6 +14,8 @@ const DEFAULT_SERVICES: &[&str] = &[
     cryopod_notes::SERVICE,
     #[cfg(feature = "sqs")]
     cryopod_sqs::SERVICE,
+    #[cfg(feature = "lambda")]
+    cryopod_lambda::SERVICE,
 ];
 
 fn main() -> ExitCode {
