@@ -16,6 +16,8 @@ const DEFAULT_SERVICES: &[&str] = &[
     cryopod_sqs::SERVICE,
     #[cfg(feature = "lambda")]
     cryopod_lambda::SERVICE,
+    #[cfg(feature = "dynamodb")]
+    cryopod_dynamodb::SERVICE,
 ];
 
 fn main() -> ExitCode {

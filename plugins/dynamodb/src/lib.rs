@@ -1,0 +1,33 @@
+//! DynamoDB for cryopod: the DynamoDB API (awsJson1.0) and its snapshot support.
+//!
+//! - [`state`]: tables and items in persistent maps, partitioned by scope; secondary
+//!   indexes are derived and rebuilt on restore;
+//! - [`value`], [`number`]: attribute values, exact decimal numbers, the key order;
+//! - [`expr`]: condition, filter, key-condition, update and projection expressions;
+//! - [`api`]: the operations; [`provider`]: the [`cryopod::StateProvider`] and
+//!   [`cryopod::Service`].
+//!
+//! Service-merge merges table by table: a table present in both the running state and the
+//! bundle is replaced whole by the bundle's (see [`state::DynamoScope`]).
+
+pub mod api;
+pub mod error;
+pub mod expr;
+pub mod number;
+pub mod provider;
+pub mod state;
+pub mod value;
+
+pub use provider::DynamoService;
+
+/// The service name, also its signing name.
+pub const SERVICE: &str = "dynamodb";
+
+cryopod::register_service! {
+    service: "dynamodb",
+    routes: &[
+        cryopod::Route::JsonTarget("DynamoDB_20120810."),
+        cryopod::Route::SigningName("dynamodb"),
+    ],
+    build: |ctx| std::sync::Arc::new(DynamoService::new(ctx)),
+}

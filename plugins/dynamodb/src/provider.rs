@@ -1,0 +1,139 @@
+//! The running service: request handling plus the [`StateProvider`] that snapshots it.
+
+use std::any::Any;
+
+use async_trait::async_trait;
+use cryopod::{
+    AwsRequest, Body, ProviderError, ScopeFilter, Service, ServiceContext, ServiceState, StateCell,
+    StateProvider,
+};
+use serde_json::Value;
+
+use crate::api;
+use crate::error::DdbError;
+use crate::state::DynamoState;
+
+/// The `X-Amz-Target` prefix of every DynamoDB operation.
+pub const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+
+/// Largest request body accepted: a 25-item batch of 400 KB items plus JSON overhead.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// The DynamoDB service. All state, derived indexes included, lives in one [`StateCell`],
+/// so every write is transactional and a capture is an O(1) clone.
+pub struct DynamoService {
+    state: StateCell<DynamoState>,
+}
+
+impl DynamoService {
+    /// Built by the runtime from the registration in `lib.rs`.
+    pub fn new(ctx: ServiceContext) -> Self {
+        Self {
+            state: StateCell::new(ctx),
+        }
+    }
+
+    async fn dispatch(&self, mut req: AwsRequest) -> Result<Value, DdbError> {
+        let target = req.header("x-amz-target").unwrap_or_default().to_string();
+        let Some(op) = target.strip_prefix(TARGET_PREFIX).map(str::to_string) else {
+            return Err(DdbError::new(
+                "UnknownOperationException",
+                format!("unknown target {target}"),
+            ));
+        };
+        let body = req
+            .body_bytes(MAX_REQUEST_BYTES)
+            .await
+            .map_err(|e| DdbError::new("ValidationException", e.message))?;
+        let json: Value = if body.is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| DdbError::serialization(format!("invalid JSON: {e}")))?
+        };
+        if !json.is_object() {
+            return Err(DdbError::serialization(
+                "the request body must be a JSON object",
+            ));
+        }
+        let scope = req.scope.clone();
+        tracing::debug!(op = %op, scope = %scope, "dynamodb request");
+        if api::is_write(&op) {
+            let now = now_epoch();
+            self.state
+                .write(&scope, |s| api::write_op(s, &scope, &op, &json, now))
+                .await
+        } else {
+            self.state.read(|s| api::read_op(s, &scope, &op, &json))
+        }
+    }
+
+    /// Runs one operation directly, without HTTP: for tests and embedders that seed state.
+    pub async fn call(
+        &self,
+        scope: &cryopod::Scope,
+        op: &str,
+        body: Value,
+    ) -> Result<Value, DdbError> {
+        if api::is_write(op) {
+            let now = now_epoch();
+            self.state
+                .write(scope, |s| api::write_op(s, scope, op, &body, now))
+                .await
+        } else {
+            self.state.read(|s| api::read_op(s, scope, op, &body))
+        }
+    }
+}
+
+fn now_epoch() -> f64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    // Millisecond precision, as DynamoDB reports CreationDateTime.
+    (d.as_millis() as f64) / 1000.0
+}
+
+#[async_trait]
+impl StateProvider for DynamoService {
+    fn service(&self) -> &'static str {
+        crate::SERVICE
+    }
+
+    fn state_version(&self) -> u32 {
+        1
+    }
+
+    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
+        Ok(self.state.capture(filter))
+    }
+
+    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
+        // Secondary indexes are derived data, never serialized: rebuild those of every
+        // table that came from a bundle (tables taken from the running state keep theirs).
+        let mut s: DynamoState = state.downcast(crate::SERVICE)?;
+        s.rebuild_derived();
+        self.state.install(Box::new(s))
+    }
+
+    fn empty_state(&self) -> Box<dyn ServiceState> {
+        Box::new(DynamoState::default())
+    }
+}
+
+#[async_trait]
+impl Service for DynamoService {
+    async fn handle(&self, req: AwsRequest) -> http::Response<Body> {
+        match self.dispatch(req).await {
+            Ok(v) => cryopod::aws::json_response(http::StatusCode::OK, &v),
+            Err(e) => {
+                tracing::debug!(code = e.code, message = %e.message, "dynamodb error");
+                e.to_response()
+            }
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}

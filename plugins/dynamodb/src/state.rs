@@ -1,0 +1,501 @@
+//! The DynamoDB state: tables (schema, indexes, TTL, tags) and their items, per scope.
+//!
+//! Items of a table live in an `imbl::OrdMap` keyed by [`ItemKey`] (partition key, sort key)
+//! with DynamoDB's order on key values, so a Query is a range scan and a capture clones the
+//! whole state in O(1). Secondary indexes are *derived*: ordered sets of [`IndexKey`]s kept
+//! beside the items but never serialized; [`Table::rebuild_indexes`] recreates them after a
+//! restore. The serialized form of a table stores its items as a plain sequence (each item
+//! holds its own key), so a bundle carries every item exactly once.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use cryopod::{ResourceCounts, Resources, Scoped, ScopedState};
+use imbl::OrdMap;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::DdbError;
+use crate::value::{AttrValue, IndexKey, Item, ItemKey, KeyVal};
+
+/// Largest item DynamoDB stores (400 KB).
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// A key schema: partition key and optional sort key attribute names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySchema {
+    /// Partition (HASH) key attribute.
+    pub hash: String,
+    /// Sort (RANGE) key attribute.
+    pub range: Option<String>,
+}
+
+/// Provisioned capacity, echoed back by DescribeTable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Read capacity units.
+    pub read: u64,
+    /// Write capacity units.
+    pub write: u64,
+}
+
+/// Which attributes an index holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Projection {
+    /// `ALL`, `KEYS_ONLY` or `INCLUDE`.
+    pub kind: String,
+    /// Extra attributes for `INCLUDE`.
+    pub non_key: Vec<String>,
+}
+
+/// A local or global secondary index definition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// Index name.
+    pub name: String,
+    /// Index key.
+    pub key: KeySchema,
+    /// Projection.
+    pub projection: Projection,
+    /// GSI throughput (provisioned tables only).
+    pub throughput: Option<Throughput>,
+}
+
+/// Time to live settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ttl {
+    /// The attribute holding the expiry epoch seconds.
+    pub attribute: String,
+    /// Whether TTL is enabled.
+    pub enabled: bool,
+}
+
+/// A table and its items.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "TableRepr")]
+pub struct Table {
+    /// Table name.
+    pub name: String,
+    /// Stable table id (a UUID), as DescribeTable reports.
+    pub table_id: String,
+    /// Creation time, epoch seconds.
+    pub created: f64,
+    /// Primary key.
+    pub key: KeySchema,
+    /// Attribute definitions in the order given (name → `S`/`N`/`B`).
+    pub attribute_definitions: Vec<(String, String)>,
+    /// `PROVISIONED` or `PAY_PER_REQUEST`.
+    pub billing_mode: String,
+    /// Provisioned capacity (provisioned tables).
+    pub throughput: Option<Throughput>,
+    /// Local secondary indexes.
+    pub local_indexes: Vec<IndexDef>,
+    /// Global secondary indexes.
+    pub global_indexes: Vec<IndexDef>,
+    /// TTL settings, once UpdateTimeToLive was called.
+    pub ttl: Option<Ttl>,
+    /// Tags.
+    pub tags: OrdMap<String, String>,
+    /// Whether DeleteTable is refused.
+    pub deletion_protection: bool,
+    /// Items by primary key; serialized as a sequence of items.
+    #[serde(serialize_with = "items_as_seq")]
+    pub items: OrdMap<ItemKey, Item>,
+    /// Derived: index name → ordered index entries. Rebuilt by [`Table::rebuild_indexes`].
+    #[serde(skip)]
+    pub indexes: OrdMap<String, OrdMap<IndexKey, ()>>,
+    /// Derived: sum of item sizes.
+    #[serde(skip)]
+    pub size_bytes: u64,
+    /// Whether the derived fields match the items.
+    #[serde(skip)]
+    pub derived_ready: bool,
+}
+
+fn items_as_seq<S: Serializer>(items: &OrdMap<ItemKey, Item>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(items.values())
+}
+
+/// The serialized shape of a [`Table`].
+#[derive(Deserialize)]
+struct TableRepr {
+    name: String,
+    table_id: String,
+    created: f64,
+    key: KeySchema,
+    attribute_definitions: Vec<(String, String)>,
+    billing_mode: String,
+    throughput: Option<Throughput>,
+    local_indexes: Vec<IndexDef>,
+    global_indexes: Vec<IndexDef>,
+    ttl: Option<Ttl>,
+    #[serde(default)]
+    tags: OrdMap<String, String>,
+    #[serde(default)]
+    deletion_protection: bool,
+    items: Vec<Item>,
+}
+
+impl TryFrom<TableRepr> for Table {
+    type Error = String;
+
+    fn try_from(r: TableRepr) -> Result<Self, String> {
+        let mut t = Table {
+            name: r.name,
+            table_id: r.table_id,
+            created: r.created,
+            key: r.key,
+            attribute_definitions: r.attribute_definitions,
+            billing_mode: r.billing_mode,
+            throughput: r.throughput,
+            local_indexes: r.local_indexes,
+            global_indexes: r.global_indexes,
+            ttl: r.ttl,
+            tags: r.tags,
+            deletion_protection: r.deletion_protection,
+            items: OrdMap::new(),
+            indexes: OrdMap::new(),
+            size_bytes: 0,
+            derived_ready: false,
+        };
+        let mut keyed = Vec::with_capacity(r.items.len());
+        for item in r.items {
+            let k = t.item_key(item.attrs()).map_err(|e| {
+                format!("table {}: item without a valid key: {}", t.name, e.message)
+            })?;
+            keyed.push((k, item));
+        }
+        // Items were written in key order; from_iter on sorted input is the fast path.
+        t.items = keyed.into_iter().collect();
+        Ok(t)
+    }
+}
+
+impl Table {
+    /// The type (`S`, `N`, `B`) declared for an attribute.
+    pub fn attr_type(&self, name: &str) -> Option<&str> {
+        self.attribute_definitions
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+    }
+
+    /// An index definition by name, and whether it is global.
+    pub fn index(&self, name: &str) -> Option<(&IndexDef, bool)> {
+        self.global_indexes
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| (i, true))
+            .or_else(|| {
+                self.local_indexes
+                    .iter()
+                    .find(|i| i.name == name)
+                    .map(|i| (i, false))
+            })
+    }
+
+    /// Every index definition.
+    pub fn all_indexes(&self) -> impl Iterator<Item = &IndexDef> {
+        self.local_indexes.iter().chain(self.global_indexes.iter())
+    }
+
+    /// The key of a stored item (no validation messages beyond "missing").
+    pub fn item_key(&self, attrs: &BTreeMap<String, AttrValue>) -> Result<ItemKey, DdbError> {
+        let kv = |name: &str| -> Result<KeyVal, DdbError> {
+            attrs.get(name).and_then(KeyVal::from_attr).ok_or_else(|| {
+                DdbError::validation(format!(
+                    "One or more parameter values were invalid: Missing the key {name} in the item"
+                ))
+            })
+        };
+        Ok(ItemKey {
+            hash: kv(&self.key.hash)?,
+            range: match &self.key.range {
+                Some(r) => Some(kv(r)?),
+                None => None,
+            },
+        })
+    }
+
+    fn key_attr_check(
+        &self,
+        name: &str,
+        v: &AttrValue,
+        mismatch: impl Fn(&str, &str) -> DdbError,
+    ) -> Result<KeyVal, DdbError> {
+        let want = self.attr_type(name).unwrap_or("S");
+        if v.type_name() != want {
+            return Err(mismatch(want, v.type_name()));
+        }
+        let empty = match v {
+            AttrValue::S(s) => s.is_empty(),
+            AttrValue::B(b) => b.0.is_empty(),
+            _ => false,
+        };
+        if empty {
+            let what = if want == "S" { "string" } else { "binary" };
+            return Err(DdbError::validation(format!(
+                "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty {what} value. Key: {name}"
+            )));
+        }
+        KeyVal::from_attr(v).ok_or_else(|| mismatch(want, v.type_name()))
+    }
+
+    /// Validates a full item for PutItem: key attributes present with the right types and
+    /// not empty, index keys well typed, size within 400 KB. Returns its key.
+    pub fn validate_item(&self, attrs: &BTreeMap<String, AttrValue>) -> Result<ItemKey, DdbError> {
+        let get = |name: &str| -> Result<KeyVal, DdbError> {
+            let v = attrs.get(name).ok_or_else(|| {
+                DdbError::validation(format!(
+                    "One or more parameter values were invalid: Missing the key {name} in the item"
+                ))
+            })?;
+            self.key_attr_check(name, v, |want, got| {
+                DdbError::validation(format!(
+                    "One or more parameter values were invalid: Type mismatch for key {name} expected: {want} actual: {got}"
+                ))
+            })
+        };
+        let key = ItemKey {
+            hash: get(&self.key.hash)?,
+            range: match &self.key.range {
+                Some(r) => Some(get(r)?),
+                None => None,
+            },
+        };
+        for idx in self.all_indexes() {
+            for name in std::iter::once(&idx.key.hash).chain(idx.key.range.iter()) {
+                if let Some(v) = attrs.get(name) {
+                    let want = self.attr_type(name).unwrap_or("S");
+                    if v.type_name() != want {
+                        return Err(DdbError::validation(format!(
+                            "One or more parameter values were invalid: Type mismatch for Index Key {name} Expected: {want} Actual: {} IndexName: {}",
+                            v.type_name(),
+                            idx.name
+                        )));
+                    }
+                    if matches!(v, AttrValue::S(s) if s.is_empty())
+                        || matches!(v, AttrValue::B(b) if b.0.is_empty())
+                    {
+                        return Err(DdbError::validation(format!(
+                            "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty string value. IndexName: {}, IndexKey: {name}",
+                            idx.name
+                        )));
+                    }
+                }
+            }
+        }
+        let size: usize = attrs.iter().map(|(k, v)| k.len() + v.size()).sum();
+        if size > MAX_ITEM_BYTES {
+            return Err(DdbError::validation(
+                "Item size has exceeded the maximum allowed size",
+            ));
+        }
+        Ok(key)
+    }
+
+    /// Validates a `Key` parameter: exactly the key attributes, right types, not empty.
+    pub fn validate_key(&self, attrs: &BTreeMap<String, AttrValue>) -> Result<ItemKey, DdbError> {
+        let schema_err =
+            || DdbError::validation("The provided key element does not match the schema");
+        let n = 1 + usize::from(self.key.range.is_some());
+        if attrs.len() != n {
+            return Err(schema_err());
+        }
+        let get = |name: &str| -> Result<KeyVal, DdbError> {
+            let v = attrs.get(name).ok_or_else(schema_err)?;
+            self.key_attr_check(name, v, |_, _| schema_err())
+        };
+        Ok(ItemKey {
+            hash: get(&self.key.hash)?,
+            range: match &self.key.range {
+                Some(r) => Some(get(r)?),
+                None => None,
+            },
+        })
+    }
+
+    /// The entry of `item` in index `idx`, if the item has the index's key attributes
+    /// (indexes are sparse).
+    pub fn index_entry(&self, idx: &IndexDef, pk: &ItemKey, item: &Item) -> Option<IndexKey> {
+        let hash = KeyVal::from_attr(item.get(&idx.key.hash)?)?;
+        let range = match &idx.key.range {
+            Some(r) => Some(KeyVal::from_attr(item.get(r)?)?),
+            None => None,
+        };
+        Some(IndexKey {
+            hash,
+            range,
+            pk: pk.clone(),
+        })
+    }
+
+    fn unindex(&mut self, pk: &ItemKey, item: &Item) {
+        self.size_bytes = self.size_bytes.saturating_sub(item.size() as u64);
+        let defs: Vec<IndexDef> = self.all_indexes().cloned().collect();
+        for idx in &defs {
+            if let Some(e) = self.index_entry(idx, pk, item)
+                && let Some(set) = self.indexes.get_mut(&idx.name)
+            {
+                set.remove(&e);
+            }
+        }
+    }
+
+    fn reindex(&mut self, pk: &ItemKey, item: &Item) {
+        self.size_bytes += item.size() as u64;
+        let defs: Vec<IndexDef> = self.all_indexes().cloned().collect();
+        for idx in &defs {
+            if let Some(e) = self.index_entry(idx, pk, item) {
+                self.indexes
+                    .entry(idx.name.clone())
+                    .or_default()
+                    .insert(e, ());
+            }
+        }
+    }
+
+    /// Stores an item (already validated), keeping indexes in step; returns the old one.
+    pub fn put(&mut self, pk: ItemKey, item: Item) -> Option<Item> {
+        let old = self.items.insert(pk.clone(), item.clone());
+        if let Some(o) = &old {
+            self.unindex(&pk, o);
+        }
+        self.reindex(&pk, &item);
+        old
+    }
+
+    /// Deletes an item, keeping indexes in step; returns it.
+    pub fn delete(&mut self, pk: &ItemKey) -> Option<Item> {
+        let old = self.items.remove(pk)?;
+        self.unindex(pk, &old);
+        Some(old)
+    }
+
+    /// Recreates the derived index sets and size from the items: what a restore, or a new
+    /// GSI's backfill, needs.
+    pub fn rebuild_indexes(&mut self) {
+        let mut indexes = OrdMap::new();
+        for idx in self.all_indexes() {
+            let set: OrdMap<IndexKey, ()> = self
+                .items
+                .iter()
+                .filter_map(|(pk, item)| self.index_entry(idx, pk, item).map(|e| (e, ())))
+                .collect();
+            indexes.insert(idx.name.clone(), set);
+        }
+        self.indexes = indexes;
+        self.size_bytes = self.items.values().map(|i| i.size() as u64).sum();
+        self.derived_ready = true;
+    }
+
+    /// `arn:aws:dynamodb:{region}:{account}:table/{name}`.
+    pub fn arn(&self, scope: &cryopod::Scope) -> String {
+        format!(
+            "arn:aws:dynamodb:{}:{}:table/{}",
+            scope.region, scope.account, self.name
+        )
+    }
+}
+
+/// Iterates `map` between two bounds in either direction; empty (rather than a panic) when
+/// the bounds cross.
+pub fn range_iter<'a, K: Ord + Clone, V: Clone>(
+    map: &'a OrdMap<K, V>,
+    lo: Bound<K>,
+    hi: Bound<K>,
+    forward: bool,
+) -> Box<dyn Iterator<Item = (&'a K, &'a V)> + 'a> {
+    let crossed = match (&lo, &hi) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        _ => false,
+    };
+    if crossed {
+        return Box::new(std::iter::empty());
+    }
+    let it = map.range((lo, hi));
+    if forward {
+        Box::new(it)
+    } else {
+        Box::new(it.rev())
+    }
+}
+
+/// One scope's tables.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DynamoScope {
+    /// Tables by name.
+    pub tables: OrdMap<String, Table>,
+}
+
+impl Resources for DynamoScope {
+    /// Service-merge is table by table: a table present on both sides is replaced whole by
+    /// the bundle's table (schema, indexes, TTL, tags and items together), because merging
+    /// the items of two tables whose key schemas may differ has no sound meaning. Tables
+    /// only in the running state stay.
+    fn merge(&mut self, incoming: Self) {
+        for (name, t) in incoming.tables {
+            self.tables.insert(name, t);
+        }
+    }
+
+    fn summary(&self) -> ResourceCounts {
+        let mut c = ResourceCounts::new();
+        c.insert("table".into(), self.tables.len() as u64);
+        c.insert(
+            "item".into(),
+            self.tables.values().map(|t| t.items.len() as u64).sum(),
+        );
+        c
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+/// The DynamoDB state, version 1.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DynamoState {
+    /// Tables by scope.
+    pub scopes: Scoped<DynamoScope>,
+}
+
+impl ScopedState for DynamoState {
+    type Resources = DynamoScope;
+    fn scoped(&self) -> &Scoped<DynamoScope> {
+        &self.scopes
+    }
+    fn scoped_mut(&mut self) -> &mut Scoped<DynamoScope> {
+        &mut self.scopes
+    }
+}
+
+cryopod::service_state!(
+    DynamoState,
+    service = "dynamodb",
+    version = 1,
+    tag = "dynamodb/1"
+);
+
+impl DynamoState {
+    /// Rebuilds every table's derived indexes that are not up to date (after decode).
+    pub fn rebuild_derived(&mut self) {
+        let scopes: Vec<cryopod::Scope> = self.scopes.iter().map(|(s, _)| s.clone()).collect();
+        for s in scopes {
+            let res = self.scopes.get_mut(&s);
+            let names: Vec<String> = res
+                .tables
+                .iter()
+                .filter(|(_, t)| !t.derived_ready)
+                .map(|(n, _)| n.clone())
+                .collect();
+            for n in names {
+                if let Some(t) = res.tables.get_mut(&n) {
+                    t.rebuild_indexes();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,530 @@
+//! Attribute values, items and keys, with their JSON wire form and their total order.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::error::DdbError;
+use crate::number;
+
+/// Byte strings (`B`, `BS`): serialized as MessagePack binary rather than an array of
+/// integers, which would triple their size in a bundle.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bin(pub Vec<u8>);
+
+impl Serialize for Bin {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Bin;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bin, E> {
+                Ok(Bin(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bin, E> {
+                Ok(Bin(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Bin, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = a.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(Bin(out))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// One DynamoDB attribute value. Numbers hold their canonical decimal string
+/// ([`number::canonicalize`]); sets keep the order the client sent (DynamoDB sets are
+/// unordered, so any order is correct, and keeping it makes round trips byte-exact).
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttrValue {
+    /// String.
+    S(String),
+    /// Number, canonical decimal string.
+    N(String),
+    /// Binary.
+    B(Bin),
+    /// Boolean.
+    BOOL(bool),
+    /// Null (always `true` on the wire).
+    NULL(bool),
+    /// List.
+    L(Vec<AttrValue>),
+    /// Map.
+    M(BTreeMap<String, AttrValue>),
+    /// String set.
+    SS(Vec<String>),
+    /// Number set.
+    NS(Vec<String>),
+    /// Binary set.
+    BS(Vec<Bin>),
+}
+
+/// Maximum nesting of lists and maps DynamoDB accepts.
+pub const MAX_DEPTH: usize = 32;
+
+impl AttrValue {
+    /// The type descriptor (`"S"`, `"N"`, …), used in messages and `attribute_type`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AttrValue::S(_) => "S",
+            AttrValue::N(_) => "N",
+            AttrValue::B(_) => "B",
+            AttrValue::BOOL(_) => "BOOL",
+            AttrValue::NULL(_) => "NULL",
+            AttrValue::L(_) => "L",
+            AttrValue::M(_) => "M",
+            AttrValue::SS(_) => "SS",
+            AttrValue::NS(_) => "NS",
+            AttrValue::BS(_) => "BS",
+        }
+    }
+
+    /// Size as DynamoDB counts it toward the 400 KB item limit.
+    pub fn size(&self) -> usize {
+        match self {
+            AttrValue::S(s) => s.len(),
+            AttrValue::N(n) => number::stored_size(n),
+            AttrValue::B(b) => b.0.len(),
+            AttrValue::BOOL(_) | AttrValue::NULL(_) => 1,
+            AttrValue::L(l) => 3 + l.iter().map(|v| 1 + v.size()).sum::<usize>(),
+            AttrValue::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + v.size()).sum::<usize>(),
+            AttrValue::SS(s) => s.iter().map(String::len).sum(),
+            AttrValue::NS(s) => s.iter().map(|n| number::stored_size(n)).sum(),
+            AttrValue::BS(s) => s.iter().map(|b| b.0.len()).sum(),
+        }
+    }
+
+    /// Parses the wire form `{"S": "x"}` with DynamoDB's validation.
+    pub fn from_json(v: &Value) -> Result<AttrValue, DdbError> {
+        Self::from_json_depth(v, 0)
+    }
+
+    fn from_json_depth(v: &Value, depth: usize) -> Result<AttrValue, DdbError> {
+        if depth > MAX_DEPTH {
+            return Err(DdbError::validation(
+                "Nesting Levels have exceeded supported limits",
+            ));
+        }
+        let obj = v.as_object().ok_or_else(|| {
+            DdbError::serialization("Start of structure or map found where not expected")
+        })?;
+        let mut set = obj.iter().filter(|(_, v)| !v.is_null());
+        let (Some((ty, inner)), None) = (set.next(), set.next()) else {
+            return Err(DdbError::validation(
+                "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes",
+            ));
+        };
+        let bad = || DdbError::serialization(format!("Unexpected value type in payload for {ty}"));
+        let b64 = |s: &Value| -> Result<Bin, DdbError> {
+            let s = s.as_str().ok_or_else(bad)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map(Bin)
+                .map_err(|_| DdbError::serialization("Base64 encoded length is invalid"))
+        };
+        let num = |s: &Value| -> Result<String, DdbError> {
+            let s = s.as_str().ok_or_else(bad)?;
+            number::canonicalize(s).map_err(|e| DdbError::validation(e.to_string()))
+        };
+        Ok(match ty.as_str() {
+            "S" => AttrValue::S(inner.as_str().ok_or_else(bad)?.to_string()),
+            "N" => AttrValue::N(num(inner)?),
+            "B" => AttrValue::B(b64(inner)?),
+            "BOOL" => AttrValue::BOOL(inner.as_bool().ok_or_else(bad)?),
+            "NULL" => {
+                if inner.as_bool() != Some(true) {
+                    return Err(DdbError::validation(
+                        "One or more parameter values were invalid: Null attribute value types must have the value of true",
+                    ));
+                }
+                AttrValue::NULL(true)
+            }
+            "L" => AttrValue::L(
+                inner
+                    .as_array()
+                    .ok_or_else(bad)?
+                    .iter()
+                    .map(|e| Self::from_json_depth(e, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            "M" => AttrValue::M(
+                inner
+                    .as_object()
+                    .ok_or_else(bad)?
+                    .iter()
+                    .map(|(k, e)| Ok((k.clone(), Self::from_json_depth(e, depth + 1)?)))
+                    .collect::<Result<_, DdbError>>()?,
+            ),
+            "SS" | "NS" | "BS" => {
+                let arr = inner.as_array().ok_or_else(bad)?;
+                if arr.is_empty() {
+                    let kind = match ty.as_str() {
+                        "SS" => "string",
+                        "NS" => "number",
+                        _ => "binary",
+                    };
+                    return Err(DdbError::validation(format!(
+                        "One or more parameter values were invalid: An {kind} set  may not be empty"
+                    )));
+                }
+                let dup = |shown: Vec<String>| {
+                    DdbError::validation(format!(
+                        "One or more parameter values were invalid: Input collection [{}] contains duplicates.",
+                        shown.join(", ")
+                    ))
+                };
+                match ty.as_str() {
+                    "SS" => {
+                        let v: Vec<String> = arr
+                            .iter()
+                            .map(|e| e.as_str().map(str::to_string).ok_or_else(bad))
+                            .collect::<Result<_, _>>()?;
+                        if has_dup(&v) {
+                            return Err(dup(v));
+                        }
+                        AttrValue::SS(v)
+                    }
+                    "NS" => {
+                        let v: Vec<String> = arr.iter().map(num).collect::<Result<_, _>>()?;
+                        if has_dup(&v) {
+                            return Err(dup(v));
+                        }
+                        AttrValue::NS(v)
+                    }
+                    _ => {
+                        let v: Vec<Bin> = arr.iter().map(b64).collect::<Result<_, _>>()?;
+                        if has_dup(&v) {
+                            return Err(dup(v.iter().map(|b| format!("{:?}", b.0)).collect()));
+                        }
+                        AttrValue::BS(v)
+                    }
+                }
+            }
+            other => {
+                return Err(DdbError::serialization(format!(
+                    "Unknown AttributeValue type {other}"
+                )));
+            }
+        })
+    }
+
+    /// The wire form.
+    pub fn to_json(&self) -> Value {
+        let b64 = |b: &Bin| Value::String(base64::engine::general_purpose::STANDARD.encode(&b.0));
+        let mut m = Map::with_capacity(1);
+        let (k, v) = match self {
+            AttrValue::S(s) => ("S", Value::String(s.clone())),
+            AttrValue::N(n) => ("N", Value::String(n.clone())),
+            AttrValue::B(b) => ("B", b64(b)),
+            AttrValue::BOOL(b) => ("BOOL", Value::Bool(*b)),
+            AttrValue::NULL(b) => ("NULL", Value::Bool(*b)),
+            AttrValue::L(l) => (
+                "L",
+                Value::Array(l.iter().map(AttrValue::to_json).collect()),
+            ),
+            AttrValue::M(mm) => (
+                "M",
+                Value::Object(mm.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            ),
+            AttrValue::SS(s) => (
+                "SS",
+                Value::Array(s.iter().cloned().map(Value::String).collect()),
+            ),
+            AttrValue::NS(s) => (
+                "NS",
+                Value::Array(s.iter().cloned().map(Value::String).collect()),
+            ),
+            AttrValue::BS(s) => ("BS", Value::Array(s.iter().map(b64).collect())),
+        };
+        m.insert(k.to_string(), v);
+        Value::Object(m)
+    }
+
+    /// DynamoDB's equality: numbers compare numerically, sets ignore order.
+    pub fn dyn_eq(&self, other: &AttrValue) -> bool {
+        match (self, other) {
+            (AttrValue::N(a), AttrValue::N(b)) => number::cmp_canonical(a, b) == Ordering::Equal,
+            (AttrValue::SS(a), AttrValue::SS(b)) => same_set(a, b),
+            (AttrValue::NS(a), AttrValue::NS(b)) => same_set(a, b),
+            (AttrValue::BS(a), AttrValue::BS(b)) => same_set(a, b),
+            (AttrValue::L(a), AttrValue::L(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.dyn_eq(y))
+            }
+            (AttrValue::M(a), AttrValue::M(b)) => {
+                a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| v.dyn_eq(w)))
+            }
+            _ => self == other,
+        }
+    }
+
+    /// Ordering for `<`, `<=`, `>`, `>=`, `BETWEEN`: defined only between two S, two N or
+    /// two B values.
+    pub fn dyn_cmp(&self, other: &AttrValue) -> Option<Ordering> {
+        match (self, other) {
+            (AttrValue::S(a), AttrValue::S(b)) => Some(a.as_bytes().cmp(b.as_bytes())),
+            (AttrValue::N(a), AttrValue::N(b)) => Some(number::cmp_canonical(a, b)),
+            (AttrValue::B(a), AttrValue::B(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+}
+
+fn has_dup<T: Ord + Clone>(v: &[T]) -> bool {
+    let mut s = v.to_vec();
+    s.sort();
+    s.windows(2).any(|w| w[0] == w[1])
+}
+
+fn same_set<T: Ord + Clone>(a: &[T], b: &[T]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort();
+    b.sort();
+    a == b
+}
+
+/// An item: attribute name → value. Shared behind an `Arc` so that the path copying of the
+/// persistent item map clones pointers, not attribute trees.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Item(pub Arc<BTreeMap<String, AttrValue>>);
+
+impl Item {
+    /// Wraps attributes.
+    pub fn new(attrs: BTreeMap<String, AttrValue>) -> Self {
+        Item(Arc::new(attrs))
+    }
+
+    /// One attribute.
+    pub fn get(&self, name: &str) -> Option<&AttrValue> {
+        self.0.get(name)
+    }
+
+    /// The attributes.
+    pub fn attrs(&self) -> &BTreeMap<String, AttrValue> {
+        &self.0
+    }
+
+    /// Mutable attributes (copy on write).
+    pub fn attrs_mut(&mut self) -> &mut BTreeMap<String, AttrValue> {
+        Arc::make_mut(&mut self.0)
+    }
+
+    /// Size toward the 400 KB limit: names plus values.
+    pub fn size(&self) -> usize {
+        self.0.iter().map(|(k, v)| k.len() + v.size()).sum()
+    }
+
+    /// The wire form.
+    pub fn to_json(&self) -> Value {
+        attrs_to_json(&self.0)
+    }
+
+    /// Parses an `AttributeMap`.
+    pub fn from_json(v: &Value) -> Result<Item, DdbError> {
+        Ok(Item::new(attrs_from_json(v)?))
+    }
+}
+
+/// `AttributeMap` wire form of a map of attributes.
+pub fn attrs_to_json(m: &BTreeMap<String, AttrValue>) -> Value {
+    Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+}
+
+/// Parses an `AttributeMap`.
+pub fn attrs_from_json(v: &Value) -> Result<BTreeMap<String, AttrValue>, DdbError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| DdbError::serialization("Expected an AttributeMap object"))?;
+    obj.iter()
+        .map(|(k, v)| Ok((k.clone(), AttrValue::from_json(v)?)))
+        .collect()
+}
+
+impl Serialize for Item {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Item::new(BTreeMap::deserialize(d)?))
+    }
+}
+
+/// A key attribute value, totally ordered as DynamoDB orders sort keys: strings and
+/// binaries bytewise, numbers numerically. `Min`/`Max` are bounds for range scans and never
+/// stored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KeyVal {
+    /// Below every value.
+    Min,
+    /// String.
+    S(String),
+    /// Number (canonical).
+    N(String),
+    /// Binary.
+    B(Vec<u8>),
+    /// Above every value.
+    Max,
+}
+
+impl KeyVal {
+    fn rank(&self) -> u8 {
+        match self {
+            KeyVal::Min => 0,
+            KeyVal::S(_) => 1,
+            KeyVal::N(_) => 2,
+            KeyVal::B(_) => 3,
+            KeyVal::Max => 4,
+        }
+    }
+
+    /// The key value of an attribute, if its type can be a key.
+    pub fn from_attr(v: &AttrValue) -> Option<KeyVal> {
+        match v {
+            AttrValue::S(s) => Some(KeyVal::S(s.clone())),
+            AttrValue::N(n) => Some(KeyVal::N(n.clone())),
+            AttrValue::B(b) => Some(KeyVal::B(b.0.clone())),
+            _ => None,
+        }
+    }
+
+    /// Back to an attribute value (for `LastEvaluatedKey`).
+    pub fn to_attr(&self) -> Option<AttrValue> {
+        match self {
+            KeyVal::S(s) => Some(AttrValue::S(s.clone())),
+            KeyVal::N(n) => Some(AttrValue::N(n.clone())),
+            KeyVal::B(b) => Some(AttrValue::B(Bin(b.clone()))),
+            _ => None,
+        }
+    }
+
+    /// Bytes for segment hashing.
+    pub fn hash_bytes(&self) -> &[u8] {
+        match self {
+            KeyVal::S(s) | KeyVal::N(s) => s.as_bytes(),
+            KeyVal::B(b) => b,
+            _ => &[],
+        }
+    }
+}
+
+impl Ord for KeyVal {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (KeyVal::S(a), KeyVal::S(b)) => a.as_bytes().cmp(b.as_bytes()),
+            (KeyVal::N(a), KeyVal::N(b)) => number::cmp_canonical(a, b),
+            (KeyVal::B(a), KeyVal::B(b)) => a.cmp(b),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl PartialOrd for KeyVal {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A table's primary key: the map key of its items, ordered by partition key then sort key,
+/// so a Query is a range scan.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemKey {
+    /// Partition key value.
+    pub hash: KeyVal,
+    /// Sort key value, `None` for tables without one.
+    pub range: Option<KeyVal>,
+}
+
+impl ItemKey {
+    /// Below every key.
+    pub const MIN: ItemKey = ItemKey {
+        hash: KeyVal::Min,
+        range: None,
+    };
+    /// Above every key.
+    pub const MAX: ItemKey = ItemKey {
+        hash: KeyVal::Max,
+        range: None,
+    };
+}
+
+/// An index entry: the index's key, then the table key that makes it unique.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IndexKey {
+    /// Index partition key value.
+    pub hash: KeyVal,
+    /// Index sort key value.
+    pub range: Option<KeyVal>,
+    /// The item's table key.
+    pub pk: ItemKey,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_type_round_trips_through_json() {
+        let v = json!({
+            "s": {"S": "x"}, "n": {"N": "1E+38"}, "b": {"B": "AAEC"}, "t": {"BOOL": true},
+            "z": {"NULL": true}, "l": {"L": [{"S": "a"}, {"N": "0.10"}]},
+            "m": {"M": {"k": {"SS": ["a", "b"]}}}, "ns": {"NS": ["1", "2.50"]}, "bs": {"BS": ["AA=="]}
+        });
+        let item = Item::from_json(&v).unwrap();
+        let back = item.to_json();
+        assert_eq!(back["n"]["N"], "100000000000000000000000000000000000000");
+        assert_eq!(back["l"]["L"][1]["N"], "0.1");
+        assert_eq!(back["ns"]["NS"][1], "2.5");
+        assert_eq!(back["b"]["B"], "AAEC");
+        assert_eq!(Item::from_json(&back).unwrap(), item);
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(AttrValue::from_json(&json!({"SS": []})).is_err());
+        assert!(AttrValue::from_json(&json!({"SS": ["a", "a"]})).is_err());
+        assert!(AttrValue::from_json(&json!({"NS": ["1", "1.0"]})).is_err());
+        assert!(AttrValue::from_json(&json!({"S": "a", "N": "1"})).is_err());
+        assert!(AttrValue::from_json(&json!({"N": "x"})).is_err());
+        assert!(AttrValue::from_json(&json!({"NULL": false})).is_err());
+    }
+
+    #[test]
+    fn key_order_is_numeric_for_numbers_and_bytewise_for_strings() {
+        let n = |s: &str| KeyVal::N(number::canonicalize(s).unwrap());
+        assert!(n("9") < n("10"));
+        assert!(n("-10") < n("-9"));
+        assert!(KeyVal::S("B".into()) < KeyVal::S("a".into()));
+        assert!(KeyVal::Min < n("-1E+125") && n("1E+125") < KeyVal::Max);
+    }
+
+    #[test]
+    fn binary_is_encoded_as_msgpack_bin() {
+        let item = Item::new([("b".to_string(), AttrValue::B(Bin(vec![1, 2, 3])))].into());
+        let bytes = rmp_serde::to_vec_named(&item).unwrap();
+        assert!(bytes.windows(2).any(|w| w == [0xc4, 3]));
+        let back: Item = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, item);
+    }
+}
