@@ -33,7 +33,9 @@ impl AwsRequest {
         match limited.collect().await {
             Ok(c) => Ok(c.to_bytes()),
             Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     Err(AwsError::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         "RequestEntityTooLarge",
@@ -52,7 +54,10 @@ impl AwsRequest {
 
     /// A request header as a string, when present and valid UTF-8.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.request.headers().get(name).and_then(|v| v.to_str().ok())
+        self.request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
     }
 }
 
@@ -101,7 +106,11 @@ impl AwsError {
 
     /// The restJson1 shape (Lambda): `x-amzn-ErrorType` header and `{"Type", "message"}`.
     pub fn to_rest_json_response(&self) -> Response<Body> {
-        let kind = if self.is_sender_fault() { "User" } else { "Service" };
+        let kind = if self.is_sender_fault() {
+            "User"
+        } else {
+            "Service"
+        };
         let body =
             serde_json::json!({ "Type": kind, "message": self.message, "Message": self.message });
         let mut resp = Response::new(Body::from(body.to_string()));
@@ -114,7 +123,11 @@ impl AwsError {
 
     /// The awsQuery shape (SQS query protocol, SNS, ...): `<ErrorResponse>` XML.
     pub fn to_query_xml_response(&self) -> Response<Body> {
-        let kind = if self.is_sender_fault() { "Sender" } else { "Receiver" };
+        let kind = if self.is_sender_fault() {
+            "Sender"
+        } else {
+            "Receiver"
+        };
         let id = uuid::Uuid::new_v4();
         let body = format!(
             "<?xml version=\"1.0\"?><ErrorResponse><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message><Detail/></Error><RequestId>{id}</RequestId></ErrorResponse>",
@@ -257,7 +270,10 @@ mod tests {
         assert_eq!(c.access_key_id, "111122223333");
         assert_eq!(c.region, "eu-west-1");
         assert_eq!(c.service, "sqs");
-        assert_eq!(account_from_access_key(Some(&c.access_key_id)), "111122223333");
+        assert_eq!(
+            account_from_access_key(Some(&c.access_key_id)),
+            "111122223333"
+        );
     }
 
     #[test]

@@ -39,7 +39,9 @@ impl BlobStore {
     /// A store in a temporary directory removed when the last clone is dropped; the default
     /// when persistence is off, so big bodies still stay out of memory.
     pub fn temporary() -> io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("cryopod-blobs-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("cryopod-blobs-")
+            .tempdir()?;
         let mut store = Self::open(dir.path())?;
         store._temp = Some(Arc::new(dir));
         Ok(store)
@@ -70,7 +72,10 @@ impl BlobStore {
     pub fn open_blob(&self, digest: &Digest) -> io::Result<File> {
         File::open(self.path(digest)).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                io::Error::new(io::ErrorKind::NotFound, format!("blob {digest} is not in the store"))
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("blob {digest} is not in the store"),
+                )
             } else {
                 e
             }

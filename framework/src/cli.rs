@@ -20,10 +20,19 @@ use crate::server::App;
 
 /// Command-line interface of the reference emulator.
 #[derive(Parser, Debug)]
-#[command(name = "cryopod", version, about = "A local AWS emulator whose state survives: persistence, export/import and pods.")]
+#[command(
+    name = "cryopod",
+    version,
+    about = "A local AWS emulator whose state survives: persistence, export/import and pods."
+)]
 struct Cli {
     /// The emulator's address, for client commands.
-    #[arg(long, global = true, env = "CRYOPOD_ENDPOINT", default_value = "http://127.0.0.1:4566")]
+    #[arg(
+        long,
+        global = true,
+        env = "CRYOPOD_ENDPOINT",
+        default_value = "http://127.0.0.1:4566"
+    )]
     endpoint: String,
     /// Machine-readable JSON output instead of tables and progress bars.
     #[arg(long, global = true)]
@@ -44,6 +53,9 @@ enum Command {
     Bundle(BundleCommand),
     /// Show the running emulator's health: services and persistence status.
     Health,
+    /// Save, load, list, inspect and share pods: versioned snapshots, locally or on remotes.
+    #[command(subcommand)]
+    Pod(crate::cli_pod::PodCommand),
 }
 
 #[derive(Args, Debug)]
@@ -150,7 +162,10 @@ enum BundleCommand {
 pub fn main(default_services: &[&'static str]) -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -176,6 +191,7 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
     match cli.command {
         Command::Serve(args) => serve(args, default_services).await,
         Command::Health => client.print_get("/_cryopod/health").await,
+        Command::Pod(cmd) => crate::cli_pod::run(cmd, &cli.endpoint, cli.json).await,
         Command::State(cmd) => match cmd {
             StateCommand::Export { file, services } => client.export(&file, services).await,
             StateCommand::Import {
@@ -185,11 +201,12 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
             } => client.import(&file, &merge, services).await,
             StateCommand::Reset { services } => {
                 let v = client
-                    .post_json(&format!("/_cryopod/state/reset{}", services_query(&services)))
+                    .post_json(&format!(
+                        "/_cryopod/state/reset{}",
+                        services_query(&services)
+                    ))
                     .await?;
-                client.print(&v, |v| {
-                    format!("reset: {}", join_values(&v["reset"]))
-                });
+                client.print(&v, |v| format!("reset: {}", join_values(&v["reset"])));
                 Ok(())
             }
             StateCommand::Inspect { file: Some(file) } => inspect_file(&file, cli.json),
@@ -200,14 +217,20 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
             }
             StateCommand::Save { services } => {
                 let v = client
-                    .post_json(&format!("/_cryopod/state/save{}", services_query(&services)))
+                    .post_json(&format!(
+                        "/_cryopod/state/save{}",
+                        services_query(&services)
+                    ))
                     .await?;
                 client.print(&v, |v| format!("saved: {v}"));
                 Ok(())
             }
             StateCommand::Load { services } => {
                 let v = client
-                    .post_json(&format!("/_cryopod/state/load{}", services_query(&services)))
+                    .post_json(&format!(
+                        "/_cryopod/state/load{}",
+                        services_query(&services)
+                    ))
                     .await?;
                 client.print(&v, |v| format!("loaded: {v}"));
                 Ok(())
@@ -246,13 +269,19 @@ async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Re
             );
         }
         tracing::warn!(listen = %args.listen, "listening beyond loopback: anyone who can reach this address can read and replace all state");
-        eprintln!("warning: listening on {} (not loopback): anyone who can reach it can read and replace all state", args.listen);
+        eprintln!(
+            "warning: listening on {} (not loopback): anyone who can reach it can read and replace all state",
+            args.listen
+        );
     }
     let save: SaveStrategy = args.save_strategy.parse()?;
     let load: LoadStrategy = args.load_strategy.parse()?;
     let on_corrupt: OnCorrupt = args.on_corrupt.parse()?;
     if !(args.flush_interval.is_finite() && args.flush_interval > 0.0) {
-        bail!("SNAPSHOT_FLUSH_INTERVAL must be a positive number of seconds, got {}", args.flush_interval);
+        bail!(
+            "SNAPSHOT_FLUSH_INTERVAL must be a positive number of seconds, got {}",
+            args.flush_interval
+        );
     }
     let mut builder = Runtime::builder()
         .expect(default_services)
@@ -268,11 +297,16 @@ async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Re
         builder = builder.blob_store(Persistence::open_blob_store(&config)?);
     }
     let runtime = builder.build()?;
+    // Auto-load is skipped when persistence restores a saved state.
+    let restored = args.persistence && args.data_dir.join("state").join("manifest.json").is_file();
     let persistence = if args.persistence {
         Some(Persistence::start(runtime.clone(), config.clone()).await?)
     } else {
         None
     };
+    let pods = Arc::new(crate::pods::Pods::open(args.data_dir.join("pods")));
+    let auto_loaded =
+        crate::pods::autoload::at_start(&pods, &runtime, &args.data_dir, restored).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -283,13 +317,32 @@ async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Re
             .clone()
             .map(|p| p as Arc<dyn crate::server::RequestHooks>),
         listen: addr.to_string(),
+        pods,
     });
     let mut out = std::io::stdout().lock();
-    writeln!(out, "cryopod {} — services: {}", env!("CARGO_PKG_VERSION"), runtime.service_names().join(", "))?;
+    writeln!(
+        out,
+        "cryopod {} — services: {}",
+        env!("CARGO_PKG_VERSION"),
+        runtime.service_names().join(", ")
+    )?;
     if let Some(p) = &persistence {
-        writeln!(out, "state: persisted in {} (save {}, load {})", p.state_dir().display(), config.save, config.load)?;
+        writeln!(
+            out,
+            "state: persisted in {} (save {}, load {})",
+            p.state_dir().display(),
+            config.save,
+            config.load
+        )?;
     } else {
-        writeln!(out, "state: in memory only (blobs in {}); set PERSISTENCE=1 to keep it", runtime.blobs().root().display())?;
+        writeln!(
+            out,
+            "state: in memory only (blobs in {}); set PERSISTENCE=1 to keep it",
+            runtime.blobs().root().display()
+        )?;
+    }
+    for line in &auto_loaded {
+        writeln!(out, "{line}")?;
     }
     writeln!(out, "cryopod ready on http://{addr}")?;
     out.flush()?;
@@ -436,7 +489,11 @@ impl Client {
     async fn export(&self, file: &str, services: Option<Vec<String>>) -> anyhow::Result<()> {
         let resp = self
             .http
-            .get(format!("{}/_cryopod/state{}", self.base, services_query(&services)))
+            .get(format!(
+                "{}/_cryopod/state{}",
+                self.base,
+                services_query(&services)
+            ))
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -447,7 +504,9 @@ impl Client {
         if file == "-" {
             let mut out = std::io::stdout().lock();
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.context("the export stream broke off (the emulator reported an error; see its log)")?;
+                let chunk = chunk.context(
+                    "the export stream broke off (the emulator reported an error; see its log)",
+                )?;
                 out.write_all(&chunk)?;
                 total += chunk.len() as u64;
                 pb.set_position(total);
@@ -466,7 +525,9 @@ impl Client {
             .tempfile_in(dir)
             .with_context(|| format!("cannot write into {}", dir.display()))?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.context("the export stream broke off (the emulator reported an error; see its log)")?;
+            let chunk = chunk.context(
+                "the export stream broke off (the emulator reported an error; see its log)",
+            )?;
             tmp.write_all(&chunk)?;
             total += chunk.len() as u64;
             pb.set_position(total);
@@ -590,8 +651,9 @@ fn render_summary(services: &Value) -> String {
 
 fn inspect_file(file: &Path, json: bool) -> anyhow::Result<()> {
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
-    let bundle = cryopod_bundle::SeekableBundle::open(std::io::BufReader::new(f), Default::default())
-        .with_context(|| format!("{} is not a readable cryopod bundle", file.display()))?;
+    let bundle =
+        cryopod_bundle::SeekableBundle::open(std::io::BufReader::new(f), Default::default())
+            .with_context(|| format!("{} is not a readable cryopod bundle", file.display()))?;
     let m = bundle.manifest().clone();
     let sections = bundle.sections();
     let blobs = bundle.blobs();

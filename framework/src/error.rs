@@ -117,7 +117,9 @@ pub enum Error {
     #[error("two plugins register the service `{0}`; each service must be registered once")]
     DuplicateService(&'static str),
     /// A state referred to a blob that is not in the blob store or the bundle.
-    #[error("{service} state refers to blob {digest}, which is neither in the bundle nor in the blob store")]
+    #[error(
+        "{service} state refers to blob {digest}, which is neither in the bundle nor in the blob store"
+    )]
     MissingBlob {
         /// Service name.
         service: String,

@@ -10,19 +10,23 @@
 
 pub mod aws;
 pub mod blob;
+#[cfg(feature = "cli")]
+pub mod cli;
+#[cfg(feature = "cli")]
+mod cli_pod;
 pub mod error;
+#[cfg(feature = "server")]
+pub mod persistence;
+#[cfg(feature = "server")]
+pub mod pods;
 pub mod runtime;
 pub mod scope;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod state;
 pub mod testing;
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "server")]
-pub mod persistence;
-#[cfg(feature = "server")]
-pub mod server;
 
 pub use aws::{AwsError, AwsRequest, Body};
 pub use blob::BlobStore;

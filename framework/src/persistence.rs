@@ -250,7 +250,9 @@ mod failpoint {
         {
             let c = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
             if c == *n {
-                return Err(io::Error::other(format!("injected failure at {step} (CRYOPOD_FAILPOINT)")));
+                return Err(io::Error::other(format!(
+                    "injected failure at {step} (CRYOPOD_FAILPOINT)"
+                )));
             }
         }
         Ok(())
@@ -286,7 +288,11 @@ impl StateDir {
 
     fn object_path(&self, d: &Digest) -> PathBuf {
         let hex = d.hex();
-        self.root.join("objects").join("sha256").join(&hex[..2]).join(hex)
+        self.root
+            .join("objects")
+            .join("sha256")
+            .join(&hex[..2])
+            .join(hex)
     }
 
     fn read_manifest(&self) -> std::result::Result<Option<StateManifest>, PersistenceError> {
@@ -296,23 +302,30 @@ impl StateDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("cannot read", &path)(e)),
         };
-        let m: StateManifest = serde_json::from_slice(&text).map_err(|e| PersistenceError::Corrupt {
-            dir: self.root.clone(),
-            object: path.clone(),
-            reason: format!("not a valid manifest: {e}"),
-        })?;
+        let m: StateManifest =
+            serde_json::from_slice(&text).map_err(|e| PersistenceError::Corrupt {
+                dir: self.root.clone(),
+                object: path.clone(),
+                reason: format!("not a valid manifest: {e}"),
+            })?;
         if m.layout != LAYOUT {
             return Err(PersistenceError::Corrupt {
                 dir: self.root.clone(),
                 object: path,
-                reason: format!("layout version {} is not supported (expected {LAYOUT})", m.layout),
+                reason: format!(
+                    "layout version {} is not supported (expected {LAYOUT})",
+                    m.layout
+                ),
             });
         }
         Ok(Some(m))
     }
 
     /// Writes one service section as an object unless it exists; returns bytes written.
-    fn write_object(&self, state: &dyn ServiceState) -> std::result::Result<(ObjectRef, u64), PersistenceError> {
+    fn write_object(
+        &self,
+        state: &dyn ServiceState,
+    ) -> std::result::Result<(ObjectRef, u64), PersistenceError> {
         let objects = self.root.join("objects");
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
@@ -327,9 +340,9 @@ impl StateDir {
                 size: 0,
             };
             failpoint::hit("object-write").map_err(io_err("cannot write", &objects))?;
-            state
-                .encode_to(&mut hw)
-                .map_err(|e| io_err("cannot encode into", &objects)(io::Error::other(e.to_string())))?;
+            state.encode_to(&mut hw).map_err(|e| {
+                io_err("cannot encode into", &objects)(io::Error::other(e.to_string()))
+            })?;
             let (digest, size) = (hw.hasher.finish(), hw.size);
             enc.finish().map_err(io_err("cannot write", &objects))?;
             (digest, size)
@@ -345,41 +358,55 @@ impl StateDir {
         }
         let written = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
         failpoint::hit("object-fsync").map_err(io_err("cannot fsync", tmp.path()))?;
-        tmp.as_file().sync_all().map_err(io_err("cannot fsync", tmp.path()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("cannot fsync", tmp.path()))?;
         let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
         create_private_dir_all(&parent).map_err(io_err("cannot create", &parent))?;
         failpoint::hit("object-rename").map_err(io_err("cannot rename into", &dest))?;
-        tmp.persist(&dest).map_err(|e| io_err("cannot rename into", &dest)(e.error))?;
+        tmp.persist(&dest)
+            .map_err(|e| io_err("cannot rename into", &dest)(e.error))?;
         fsync_dir(&parent).map_err(io_err("cannot fsync", &parent))?;
         Ok((r, written))
     }
 
     fn write_manifest(&self, m: &StateManifest) -> std::result::Result<u64, PersistenceError> {
         let path = self.manifest_path();
-        let bytes = serde_json::to_vec_pretty(m).map_err(|e| io_err("cannot encode", &path)(io::Error::other(e)))?;
+        let bytes = serde_json::to_vec_pretty(m)
+            .map_err(|e| io_err("cannot encode", &path)(io::Error::other(e)))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-manifest-")
             .tempfile_in(&self.root)
             .map_err(io_err("cannot create a temp file in", &self.root))?;
         failpoint::hit("manifest-write").map_err(io_err("cannot write", &path))?;
-        tmp.write_all(&bytes).map_err(io_err("cannot write", &path))?;
+        tmp.write_all(&bytes)
+            .map_err(io_err("cannot write", &path))?;
         failpoint::hit("manifest-fsync").map_err(io_err("cannot fsync", &path))?;
-        tmp.as_file().sync_all().map_err(io_err("cannot fsync", &path))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("cannot fsync", &path))?;
         failpoint::hit("manifest-rename").map_err(io_err("cannot rename into", &path))?;
-        tmp.persist(&path).map_err(|e| io_err("cannot rename into", &path)(e.error))?;
+        tmp.persist(&path)
+            .map_err(|e| io_err("cannot rename into", &path)(e.error))?;
         fsync_dir(&self.root).map_err(io_err("cannot fsync", &self.root))?;
         Ok(bytes.len() as u64)
     }
 
     /// Decodes one object, checking its digest, and upgrades it to `version`.
-    fn read_object(&self, service: &str, r: &ObjectRef, version: u32) -> std::result::Result<Box<dyn ServiceState>, PersistenceError> {
+    fn read_object(
+        &self,
+        service: &str,
+        r: &ObjectRef,
+        version: u32,
+    ) -> std::result::Result<Box<dyn ServiceState>, PersistenceError> {
         let path = self.object_path(&r.digest);
         let corrupt = |reason: String| PersistenceError::Corrupt {
             dir: self.root.clone(),
             object: path.clone(),
             reason,
         };
-        let f = File::open(&path).map_err(|e| corrupt(format!("{service} state object cannot be opened: {e}")))?;
+        let f = File::open(&path)
+            .map_err(|e| corrupt(format!("{service} state object cannot be opened: {e}")))?;
         let mut dec = zstd::Decoder::new(BufReader::new(f)).map_err(|e| corrupt(e.to_string()))?;
         dec.window_log_max(27).map_err(|e| corrupt(e.to_string()))?;
         let mut hr = HashingReader {
@@ -390,7 +417,9 @@ impl StateDir {
         let (state, trailing) = crate::state::decode_section(service, r.state_version, &mut hr)
             .map_err(|e| corrupt(format!("{service} state does not decode: {e}")))?;
         if trailing != 0 {
-            return Err(corrupt(format!("{trailing} bytes follow the {service} state")));
+            return Err(corrupt(format!(
+                "{trailing} bytes follow the {service} state"
+            )));
         }
         let got = hr.hasher.finish();
         if got != r.digest || hr.size != r.size {
@@ -400,14 +429,21 @@ impl StateDir {
             )));
         }
         if state.service() != service {
-            return Err(corrupt(format!("object holds {} state, manifest says {service}", state.service())));
+            return Err(corrupt(format!(
+                "object holds {} state, manifest says {service}",
+                state.service()
+            )));
         }
         crate::state::upgrade_to(state, version).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Removes temp files a crash left behind.
     fn remove_stale_temp_files(&self) {
-        for dir in [self.root.clone(), self.root.join("objects"), self.root.join("blobs")] {
+        for dir in [
+            self.root.clone(),
+            self.root.join("objects"),
+            self.root.join("blobs"),
+        ] {
             if let Ok(rd) = fs::read_dir(&dir) {
                 for e in rd.flatten() {
                     if e.file_name().to_string_lossy().starts_with(".tmp-") {
@@ -424,9 +460,13 @@ impl StateDir {
         let keep: BTreeSet<Digest> = m.services.values().map(|r| r.digest).collect();
         let mut removed = 0;
         let base = self.root.join("objects").join("sha256");
-        let Ok(dirs) = fs::read_dir(&base) else { return 0 };
+        let Ok(dirs) = fs::read_dir(&base) else {
+            return 0;
+        };
         for d in dirs.flatten() {
-            let Ok(files) = fs::read_dir(d.path()) else { continue };
+            let Ok(files) = fs::read_dir(d.path()) else {
+                continue;
+            };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().to_string();
                 if let Ok(dg) = format!("sha256:{name}").parse::<Digest>()
@@ -622,7 +662,10 @@ impl Persistence {
                     }
                 }
                 create_private_dir_all(&self.dir.root.join("objects"))?;
-                let msg = format!("{e}; the saved state was moved to {} and the emulator starts empty", q.display());
+                let msg = format!(
+                    "{e}; the saved state was moved to {} and the emulator starts empty",
+                    q.display()
+                );
                 tracing::error!("{msg}");
                 eprintln!("warning: {msg}");
                 let mut st = self.status.lock();
@@ -636,7 +679,10 @@ impl Persistence {
     }
 
     /// Loads `services` (default: all pending) from the saved manifest.
-    async fn load_services(&self, services: Option<Vec<String>>) -> std::result::Result<Vec<String>, PersistenceError> {
+    async fn load_services(
+        &self,
+        services: Option<Vec<String>>,
+    ) -> std::result::Result<Vec<String>, PersistenceError> {
         let guard = self.io_lock.lock().await;
         let Some(manifest) = guard.clone() else {
             return Ok(Vec::new());
@@ -647,14 +693,18 @@ impl Persistence {
         };
         let mut snapshot = Snapshot::default();
         for name in &wanted {
-            let (Some(r), Some(provider)) = (manifest.services.get(name), self.runtime.service(name)) else {
+            let (Some(r), Some(provider)) =
+                (manifest.services.get(name), self.runtime.service(name))
+            else {
                 continue;
             };
             let dir = self.dir.clone();
             let (n, r2, v) = (name.clone(), r.clone(), provider.state_version());
             let state = tokio::task::spawn_blocking(move || dir.read_object(&n, &r2, v))
                 .await
-                .map_err(|e| io_err("cannot load", &self.dir.root)(io::Error::other(e.to_string())))??;
+                .map_err(|e| {
+                    io_err("cannot load", &self.dir.root)(io::Error::other(e.to_string()))
+                })??;
             for d in state.blobs() {
                 if !self.runtime.blobs().contains(&d) {
                     return Err(PersistenceError::Corrupt {
@@ -671,7 +721,11 @@ impl Persistence {
         self.runtime
             .apply(snapshot, MergeStrategy::AccountRegionMerge)
             .await
-            .map_err(|e| io_err("cannot apply the saved state from", &self.dir.root)(io::Error::other(e.to_string())))?;
+            .map_err(|e| {
+                io_err("cannot apply the saved state from", &self.dir.root)(io::Error::other(
+                    e.to_string(),
+                ))
+            })?;
         // Loading is not a change to save.
         if self.runtime.changes().generation() != before {
             let mut dirty = self.runtime.changes().take();
@@ -705,7 +759,10 @@ impl Persistence {
         self.save(None).await
     }
 
-    async fn save(&self, only: Option<Vec<String>>) -> std::result::Result<SaveReport, PersistenceError> {
+    async fn save(
+        &self,
+        only: Option<Vec<String>>,
+    ) -> std::result::Result<SaveReport, PersistenceError> {
         let mut guard = self.io_lock.lock().await;
         let started = Instant::now();
         let generation = self.runtime.changes().generation();
@@ -733,9 +790,15 @@ impl Persistence {
         dirty.retain(|k, _| names.iter().any(|n| n == k));
         self.runtime.changes().restore(others);
         let result = async {
-            let snapshot = self.runtime.capture(Some(&names), &ScopeFilter::all()).await.map_err(|e| {
-                io_err("cannot capture state for", &self.dir.root)(io::Error::other(e.to_string()))
-            })?;
+            let snapshot = self
+                .runtime
+                .capture(Some(&names), &ScopeFilter::all())
+                .await
+                .map_err(|e| {
+                    io_err("cannot capture state for", &self.dir.root)(io::Error::other(
+                        e.to_string(),
+                    ))
+                })?;
             let dir = self.dir.clone();
             let (refs, bytes) = tokio::task::spawn_blocking(move || {
                 let mut refs = BTreeMap::new();
@@ -748,8 +811,13 @@ impl Persistence {
                 Ok::<_, PersistenceError>((refs, bytes))
             })
             .await
-            .map_err(|e| io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string())))??;
-            let changed = refs.iter().any(|(k, r)| manifest.services.get(k) != Some(r)) || guard.is_none();
+            .map_err(|e| {
+                io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string()))
+            })??;
+            let changed = refs
+                .iter()
+                .any(|(k, r)| manifest.services.get(k) != Some(r))
+                || guard.is_none();
             manifest.services.extend(refs);
             manifest.layout = LAYOUT;
             let mut bytes = bytes;
@@ -759,7 +827,9 @@ impl Persistence {
                 let m = manifest.clone();
                 bytes += tokio::task::spawn_blocking(move || dir.write_manifest(&m))
                     .await
-                    .map_err(|e| io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string())))??;
+                    .map_err(|e| {
+                        io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string()))
+                    })??;
             }
             Ok::<u64, PersistenceError>(bytes)
         }
@@ -785,7 +855,8 @@ impl Persistence {
                     st.last_save = Some(report.clone());
                     st.last_error = None;
                 }
-                self.durable_generation.fetch_max(generation, Ordering::SeqCst);
+                self.durable_generation
+                    .fetch_max(generation, Ordering::SeqCst);
                 self.durable.notify_waiters();
                 Ok(report)
             }
@@ -835,7 +906,13 @@ impl RequestHooks for Persistence {
         self.load_services(Some(vec![service.to_string()]))
             .await
             .map(|_| ())
-            .map_err(|e| AwsError::new(http::StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()))
+            .map_err(|e| {
+                AwsError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    e.to_string(),
+                )
+            })
     }
 
     async fn after_change(&self, _service: &'static str) -> std::result::Result<(), AwsError> {
@@ -893,16 +970,23 @@ impl RequestHooks for Persistence {
     }
 
     async fn load(&self, services: Option<Vec<String>>) -> std::result::Result<Value, ApiError> {
-        let loaded = self
-            .load_services(services)
-            .await
-            .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "LoadFailed", e.to_string()))?;
+        let loaded = self.load_services(services).await.map_err(|e| {
+            ApiError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "LoadFailed",
+                e.to_string(),
+            )
+        })?;
         Ok(json!({ "loaded": loaded }))
     }
 
     async fn ensure_loaded(&self) -> std::result::Result<(), ApiError> {
-        Persistence::ensure_loaded(self)
-            .await
-            .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "LoadFailed", e.to_string()))
+        Persistence::ensure_loaded(self).await.map_err(|e| {
+            ApiError::new(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "LoadFailed",
+                e.to_string(),
+            )
+        })
     }
 }

@@ -266,6 +266,19 @@ impl Runtime {
     /// first, then each service installs its new state; if one fails, the services already
     /// changed get their previous state back.
     pub async fn apply(&self, snapshot: Snapshot, merge: MergeStrategy) -> Result<ApplyReport> {
+        self.apply_to(snapshot, merge, None).await
+    }
+
+    /// Like [`Runtime::apply`], limited to `services` (default: all running): with
+    /// `overwrite`, only the selected services absent from the snapshot are reset, so
+    /// `import --services sqs --merge overwrite` never empties another service.
+    pub async fn apply_to(
+        &self,
+        snapshot: Snapshot,
+        merge: MergeStrategy,
+        services: Option<&[String]>,
+    ) -> Result<ApplyReport> {
+        let selected: BTreeSet<&'static str> = self.select(services)?.into_iter().collect();
         let mut incoming = BTreeMap::new();
         let mut report = ApplyReport {
             merge,
@@ -292,10 +305,9 @@ impl Runtime {
                     });
                 }
             }
-            report.loaded.insert(
-                name.clone(),
-                ScopeCounts::from_summary(state.summary()),
-            );
+            report
+                .loaded
+                .insert(name.clone(), ScopeCounts::from_summary(state.summary()));
             incoming.insert(*key, state);
         }
 
@@ -307,7 +319,9 @@ impl Runtime {
         let mut plan: Vec<Step> = Vec::new();
         for (name, provider) in &self.inner.services {
             let incoming_state = incoming.remove(name);
-            if incoming_state.is_none() && merge != MergeStrategy::Overwrite {
+            if incoming_state.is_none()
+                && (merge != MergeStrategy::Overwrite || !selected.contains(name))
+            {
                 continue;
             }
             let before = provider.snapshot(&all).await?;
@@ -323,11 +337,8 @@ impl Runtime {
         let mut done: Vec<(&'static str, Box<dyn ServiceState>)> = Vec::new();
         for (name, before, target) in plan {
             let provider = &self.inner.services[name];
-            let scopes: BTreeSet<Scope> = before
-                .scopes()
-                .into_iter()
-                .chain(target.scopes())
-                .collect();
+            let scopes: BTreeSet<Scope> =
+                before.scopes().into_iter().chain(target.scopes()).collect();
             if let Err(e) = provider.restore(target).await {
                 tracing::error!(service = name, error = %e, "restore failed; rolling back");
                 for (n, prev) in done.into_iter().rev() {
@@ -439,7 +450,7 @@ impl Runtime {
         merge: MergeStrategy,
     ) -> Result<ApplyReport> {
         let decoded = self.decode(input, services, Limits::default()).await?;
-        let mut report = self.apply(decoded.snapshot, merge).await?;
+        let mut report = self.apply_to(decoded.snapshot, merge, services).await?;
         report.skipped.extend(decoded.skipped);
         report.blobs_imported = decoded.blobs_imported;
         Ok(report)

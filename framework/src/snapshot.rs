@@ -90,12 +90,10 @@ impl Snapshot {
         let mut w = BundleWriter::new(out, &manifest, opts)?;
         for (name, state) in &self.services {
             let mut section = w.section(name, state.version())?;
-            state
-                .encode_to(&mut section)
-                .map_err(|e| Error::Encode {
-                    service: name.clone(),
-                    message: e.to_string(),
-                })?;
+            state.encode_to(&mut section).map_err(|e| Error::Encode {
+                service: name.clone(),
+                message: e.to_string(),
+            })?;
             section.finish()?;
         }
         for d in self.blobs() {
@@ -164,6 +162,14 @@ pub fn read_bundle<R: Read>(
     let mut snapshot = Snapshot::default();
     let mut skipped = Vec::new();
     let mut wanted = BTreeSet::new();
+    // Blobs may precede the sections that refer to them (SPEC allows any order): until every
+    // selected section has been read, keep every blob; content addressing makes extra blobs
+    // harmless, and unreferenced ones are collected later.
+    let mut sections_to_come = manifest
+        .services
+        .iter()
+        .filter(|s| policy.decide(&s.name).is_ok())
+        .count();
     let mut blobs_imported = 0;
     while let Some(entry) = reader.next_entry()? {
         match entry {
@@ -209,12 +215,13 @@ pub fn read_bundle<R: Read>(
                 }
                 let state = crate::state::upgrade_to(decoded, current)?;
                 wanted.extend(state.blobs());
+                sections_to_come = sections_to_come.saturating_sub(1);
                 snapshot.services.insert(service, state);
             }
             Entry::Blob {
                 digest, mut reader, ..
             } => {
-                if !wanted.contains(&digest) || blobs.contains(&digest) {
+                if (sections_to_come == 0 && !wanted.contains(&digest)) || blobs.contains(&digest) {
                     io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
                     continue;
                 }
@@ -283,7 +290,10 @@ fn unwrap_bundle_error(e: io::Error) -> Error {
     {
         return Error::Io(e);
     }
-    match e.into_inner().map(|inner| inner.downcast::<cryopod_bundle::BundleError>()) {
+    match e
+        .into_inner()
+        .map(|inner| inner.downcast::<cryopod_bundle::BundleError>())
+    {
         Some(Ok(b)) => Error::Bundle(*b),
         _ => Error::Io(io::Error::other("corrupt bundle stream")),
     }
@@ -300,8 +310,8 @@ pub fn now_rfc3339() -> String {
 mod tests {
     use serde::{Deserialize, Serialize};
 
-    use crate::state::{ResourceCounts, Resources, Scoped, ScopedState, ServiceState};
     use crate::scope::Scope;
+    use crate::state::{ResourceCounts, Resources, Scoped, ScopedState, ServiceState};
 
     #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
     struct Things {
@@ -332,7 +342,12 @@ mod tests {
         }
     }
 
-    crate::service_state!(ThingsState, service = "gadgets", version = 1, tag = "gadgets/1");
+    crate::service_state!(
+        ThingsState,
+        service = "gadgets",
+        version = 1,
+        tag = "gadgets/1"
+    );
 
     fn sample() -> ThingsState {
         let mut s = ThingsState::default();
@@ -364,8 +379,7 @@ mod tests {
         let (typed, trailing) =
             crate::state::decode_section("gadgets", 1, &mut bytes.as_slice()).unwrap();
         assert_eq!(trailing, 0);
-        let generic: Box<dyn ServiceState> =
-            rmp_serde::from_slice(&bytes).unwrap();
+        let generic: Box<dyn ServiceState> = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(
             crate::testing::encoded(typed.as_ref()),
             crate::testing::encoded(generic.as_ref())

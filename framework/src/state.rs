@@ -157,8 +157,14 @@ pub struct SectionCodec {
     /// `"{service}/{version}"`.
     pub tag: &'static str,
     /// Decodes one section value and reports how many bytes followed it.
-    pub decode: fn(&mut dyn std::io::Read) -> Result<(Box<dyn ServiceState>, u64), rmp_serde::decode::Error>,
+    pub decode: DecodeFn,
 }
+
+/// A decoded section: the state and how many bytes followed it.
+pub type Decoded = (Box<dyn ServiceState>, u64);
+
+/// The typed decoder of one state tag.
+pub type DecodeFn = fn(&mut dyn std::io::Read) -> Result<Decoded, rmp_serde::decode::Error>;
 
 inventory::collect!(SectionCodec);
 
@@ -432,7 +438,10 @@ impl<'de, R: Resources> Deserialize<'de> for Scoped<R> {
         }
         let entries: Vec<Entry<R>> = Vec::deserialize(deserializer)?;
         Ok(Self {
-            scopes: entries.into_iter().map(|e| (e.scope, e.resources)).collect(),
+            scopes: entries
+                .into_iter()
+                .map(|e| (e.scope, e.resources))
+                .collect(),
         })
     }
 }
@@ -638,7 +647,9 @@ mod tests {
     fn scoped(rows: &[Row]) -> Scoped<Items> {
         let mut s = Scoped::<Items>::default();
         for (a, r, name, v) in rows {
-            s.get_mut(&Scope::new(*a, *r)).0.insert(name.to_string(), *v);
+            s.get_mut(&Scope::new(*a, *r))
+                .0
+                .insert(name.to_string(), *v);
         }
         s
     }
@@ -646,9 +657,10 @@ mod tests {
     fn rows(s: &Scoped<Items>) -> Vec<(String, String, String, u32)> {
         s.iter()
             .flat_map(|(sc, items)| {
-                items.0.iter().map(move |(name, v)| {
-                    (sc.account.clone(), sc.region.clone(), name.clone(), *v)
-                })
+                items
+                    .0
+                    .iter()
+                    .map(move |(name, v)| (sc.account.clone(), sc.region.clone(), name.clone(), *v))
             })
             .collect()
     }
@@ -664,7 +676,12 @@ mod tests {
 
     /// Running: A/us {a, b}, A/eu {c}, B/us {d}. Incoming: A/us {a, z}, B/eu {e}.
     fn ours() -> Scoped<Items> {
-        scoped(&[(A, US, "a", 1), (A, US, "b", 1), (A, EU, "c", 1), (B, US, "d", 1)])
+        scoped(&[
+            (A, US, "a", 1),
+            (A, US, "b", 1),
+            (A, EU, "c", 1),
+            (B, US, "d", 1),
+        ])
     }
 
     fn theirs() -> Scoped<Items> {
@@ -722,8 +739,15 @@ mod tests {
 
     #[test]
     fn merging_an_empty_incoming_state_changes_nothing_but_overwrite_empties() {
-        for strategy in [MergeStrategy::AccountRegionMerge, MergeStrategy::ServiceMerge] {
-            assert_eq!(ours().merged(Scoped::default(), strategy), ours(), "{strategy}");
+        for strategy in [
+            MergeStrategy::AccountRegionMerge,
+            MergeStrategy::ServiceMerge,
+        ] {
+            assert_eq!(
+                ours().merged(Scoped::default(), strategy),
+                ours(),
+                "{strategy}"
+            );
         }
         let m = ours().merged(Scoped::default(), MergeStrategy::Overwrite);
         assert!(rows(&m).is_empty());
@@ -863,7 +887,11 @@ mod tests {
         let cur: Box<dyn ServiceState> = Box::new(ThingsV2 { scopes: ours() });
         assert!(matches!(
             cur.clone().upgrade(),
-            Err(StateError::Upgrade { service: "things", from: 2, .. })
+            Err(StateError::Upgrade {
+                service: "things",
+                from: 2,
+                ..
+            })
         ));
         let same = upgrade_to(cur, 2).unwrap();
         assert_eq!(same.version(), 2);
@@ -875,7 +903,13 @@ mod tests {
         let err = old
             .merged(Box::new(ThingsV1::default()), MergeStrategy::ServiceMerge)
             .unwrap_err();
-        assert!(matches!(err, StateError::NotCurrent { service: "things", version: 1 }));
+        assert!(matches!(
+            err,
+            StateError::NotCurrent {
+                service: "things",
+                version: 1
+            }
+        ));
     }
 
     #[test]
@@ -884,7 +918,13 @@ mod tests {
         let err = cur
             .merged(Box::new(ThingsV1::default()), MergeStrategy::ServiceMerge)
             .unwrap_err();
-        assert!(matches!(err, StateError::WrongService { expected: "things", .. }));
+        assert!(matches!(
+            err,
+            StateError::WrongService {
+                expected: "things",
+                ..
+            }
+        ));
     }
 
     #[test]

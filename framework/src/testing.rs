@@ -34,14 +34,21 @@ pub async fn check_provider(
     fresh: impl Fn() -> Runtime,
 ) -> Result<()> {
     let services = vec![service.to_string()];
-    let before = populated.capture(Some(&services), &ScopeFilter::all()).await?;
+    let before = populated
+        .capture(Some(&services), &ScopeFilter::all())
+        .await?;
     let state = &before.services[service];
     assert!(
         !state.scopes().is_empty(),
         "conformance needs a populated {service} state"
     );
     let (bundle, _) = populated
-        .export(Some(&services), &ScopeFilter::all(), Vec::new(), WriteOptions::default())
+        .export(
+            Some(&services),
+            &ScopeFilter::all(),
+            Vec::new(),
+            WriteOptions::default(),
+        )
         .await?;
     let expected = encoded(state.as_ref());
 

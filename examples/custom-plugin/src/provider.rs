@@ -5,8 +5,8 @@ use std::any::Any;
 use async_trait::async_trait;
 use base64::Engine;
 use cryopod::{
-    AwsError, AwsRequest, Body, ProviderError, ScopeFilter, Service, ServiceContext,
-    ServiceState, StateCell, StateProvider,
+    AwsError, AwsRequest, Body, ProviderError, ScopeFilter, Service, ServiceContext, ServiceState,
+    StateCell, StateProvider,
 };
 use serde_json::Value;
 
@@ -55,7 +55,13 @@ impl NotesService {
                         .blobs
                         .put_async(bytes.clone().into())
                         .await
-                        .map_err(|e| AwsError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string()))?,
+                        .map_err(|e| {
+                            AwsError::new(
+                                http::StatusCode::INTERNAL_SERVER_ERROR,
+                                "InternalFailure",
+                                e.to_string(),
+                            )
+                        })?,
                 ),
                 _ => None,
             };
@@ -66,7 +72,11 @@ impl NotesService {
             let (mut value, attachment) = self.state.read(|s| api::answer_read(s, &scope, &op))?;
             if let Some(d) = attachment {
                 let bytes = self.state.context().blobs.read(&d).map_err(|e| {
-                    AwsError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e.to_string())
+                    AwsError::new(
+                        http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalFailure",
+                        e.to_string(),
+                    )
                 })?;
                 value["Attachment"] =
                     Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));

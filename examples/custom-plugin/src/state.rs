@@ -117,7 +117,8 @@ pub mod v1 {
         /// The scope.
         pub scope: cryopod::Scope,
         /// Notebook name → note key → note.
-        pub notebooks: std::collections::BTreeMap<String, std::collections::BTreeMap<String, NoteV1>>,
+        pub notebooks:
+            std::collections::BTreeMap<String, std::collections::BTreeMap<String, NoteV1>>,
     }
 
     /// The upgrade path: every note starts at revision 1 without attachment.

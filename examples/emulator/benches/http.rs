@@ -41,7 +41,13 @@ async fn main() {
     let server = TestServer::start_with_runtime(runtime()).await;
     let client = reqwest::Client::new();
     let ep = server.endpoint.clone();
-    call(&client, &ep, "CreateNotebook", serde_json::json!({"NotebookName": "big"})).await;
+    call(
+        &client,
+        &ep,
+        "CreateNotebook",
+        serde_json::json!({"NotebookName": "big"}),
+    )
+    .await;
     let mut rng = rand::rng();
     let n = (mb * 1024 * 1024).div_ceil(ATTACHMENT);
     use base64::Engine as _;
@@ -60,7 +66,12 @@ async fn main() {
     let t = Instant::now();
     let (bundle, _) = server
         .runtime
-        .export(None, &ScopeFilter::all(), Vec::with_capacity(mb << 20), Default::default())
+        .export(
+            None,
+            &ScopeFilter::all(),
+            Vec::with_capacity(mb << 20),
+            Default::default(),
+        )
         .await
         .expect("export");
     let in_export = t.elapsed();
@@ -85,7 +96,11 @@ async fn main() {
         body.extend_from_slice(&chunk.expect("chunk"));
     }
     let http_export = t.elapsed();
-    assert_eq!(body.len(), bundle.len(), "HTTP export differs in size from in-process export");
+    assert_eq!(
+        body.len(),
+        bundle.len(),
+        "HTTP export differs in size from in-process export"
+    );
     let fresh = TestServer::start_with_runtime(runtime()).await;
     let t = Instant::now();
     let resp = client

@@ -68,7 +68,9 @@ impl From<Error> for ApiError {
             Error::UnknownService { .. } => (StatusCode::BAD_REQUEST, "UnknownService"),
             Error::Bundle(_) => (StatusCode::BAD_REQUEST, "CorruptBundle"),
             Error::Decode { .. } => (StatusCode::BAD_REQUEST, "CorruptBundle"),
-            Error::FutureStateVersion { .. } => (StatusCode::BAD_REQUEST, "UnsupportedStateVersion"),
+            Error::FutureStateVersion { .. } => {
+                (StatusCode::BAD_REQUEST, "UnsupportedStateVersion")
+            }
             Error::MissingBlob { .. } => (StatusCode::BAD_REQUEST, "MissingBlob"),
             Error::State(_) => (StatusCode::BAD_REQUEST, "InvalidState"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
@@ -108,16 +110,27 @@ impl StateQuery {
 
     fn filter(&self) -> ScopeFilter {
         ScopeFilter {
-            accounts: split(&self.accounts).unwrap_or_default().into_iter().collect(),
-            regions: split(&self.regions).unwrap_or_default().into_iter().collect(),
+            accounts: split(&self.accounts)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            regions: split(&self.regions)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         }
     }
 
     fn merge(&self) -> Result<MergeStrategy, ApiError> {
         match &self.merge {
             None => Ok(MergeStrategy::default()),
-            Some(m) => MergeStrategy::from_str(m)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "UnknownMergeStrategy", e.to_string())),
+            Some(m) => MergeStrategy::from_str(m).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "UnknownMergeStrategy",
+                    e.to_string(),
+                )
+            }),
         }
     }
 }
@@ -220,7 +233,11 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "NotFound",
-        format!("no internal API route {} {}", req.method(), req.uri().path()),
+        format!(
+            "no internal API route {} {}",
+            req.method(),
+            req.uri().path()
+        ),
     )
 }
 
@@ -229,7 +246,10 @@ async fn not_found(req: Request) -> ApiError {
 async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Response, ApiError> {
     loaded(&app).await?;
     let services = q.services();
-    let snapshot = app.runtime.capture(services.as_deref(), &q.filter()).await?;
+    let snapshot = app
+        .runtime
+        .capture(services.as_deref(), &q.filter())
+        .await?;
     let blobs = app.runtime.blobs().clone();
     // Validate blob presence before the first byte, so a failure is a clean error.
     snapshot.manifest(&blobs)?;
@@ -252,7 +272,13 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/vnd.cryopod.bundle")
         .body(Body::from_stream(stream))
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string()))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })
 }
 
 fn tokio_stream_from(
@@ -303,10 +329,6 @@ async fn import(
     Query(q): Query<StateQuery>,
     req: Request,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let merge = q.merge()?;
-    let services = q.services();
-    app.runtime.select(services.as_deref())?;
-    loaded(&app).await?;
     let stream = req
         .into_body()
         .into_data_stream()
@@ -314,16 +336,35 @@ async fn import(
     let reader = SharedReader(Arc::new(std::sync::Mutex::new(SyncIoBridge::new(
         StreamReader::new(stream),
     ))));
-    let result = app.runtime.import(reader.clone(), services.as_deref(), merge).await;
+    let result = import_from(&app, &q, reader.clone()).await;
     if result.is_err() {
         // Read the rest of the upload before answering: a server that closes the connection
         // with request bytes unread resets it, and the client never sees the error answer.
         let mut rest = reader;
         let _ = tokio::task::spawn_blocking(move || io::copy(&mut rest, &mut io::sink())).await;
     }
-    let report = result?;
+    result
+}
+
+async fn import_from<R: io::Read + Send + 'static>(
+    app: &App,
+    q: &StateQuery,
+    reader: R,
+) -> Result<axum::Json<Value>, ApiError> {
+    let merge = q.merge()?;
+    let services = q.services();
+    app.runtime.select(services.as_deref())?;
+    loaded(app).await?;
+    let report = app
+        .runtime
+        .import(reader, services.as_deref(), merge)
+        .await?;
     Ok(axum::Json(serde_json::to_value(report).map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
     })?))
 }
 

@@ -29,7 +29,14 @@ pub(crate) async fn dispatch(app: Arc<App>, req: Request<Body>) -> Response<Body
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let (req, service) = match route(&app, req, target.as_deref(), cred.as_ref().map(|c| c.service.as_str())).await {
+    let (req, service) = match route(
+        &app,
+        req,
+        target.as_deref(),
+        cred.as_ref().map(|c| c.service.as_str()),
+    )
+    .await
+    {
         Ok(found) => found,
         Err((shape, err)) => return shape.render(&err),
     };
@@ -37,7 +44,12 @@ pub(crate) async fn dispatch(app: Arc<App>, req: Request<Body>) -> Response<Body
         let asked = cred
             .as_ref()
             .map(|c| c.service.clone())
-            .or_else(|| target.as_deref().and_then(|t| t.split('.').next()).map(str::to_string))
+            .or_else(|| {
+                target
+                    .as_deref()
+                    .and_then(|t| t.split('.').next())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "unknown".into());
         let err = AwsError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -174,7 +186,10 @@ async fn peek_action(
         return Ok((None, req));
     }
     let (parts, body) = req.into_parts();
-    let bytes: Bytes = match http_body_util::Limited::new(body, MAX_FORM_PEEK).collect().await {
+    let bytes: Bytes = match http_body_util::Limited::new(body, MAX_FORM_PEEK)
+        .collect()
+        .await
+    {
         Ok(c) => c.to_bytes(),
         Err(e) => {
             return Err((

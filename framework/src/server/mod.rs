@@ -3,6 +3,7 @@
 
 mod api;
 mod gateway;
+pub mod pods_api;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,11 +47,15 @@ pub struct App {
     pub hooks: Option<Arc<dyn RequestHooks>>,
     /// The address the server listens on, for URLs when a request has no Host header.
     pub listen: String,
+    /// The pod stores (`DATA_DIR/pods` and remotes).
+    pub pods: Arc<crate::pods::Pods>,
 }
 
 /// Builds the router: internal API under `/_cryopod`, every other path to the gateway.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
+        .nest("/_cryopod/pods", pods_api::router())
+        .route("/_cryopod/launchpad", pods_api::launchpad_route())
         .nest("/_cryopod", api::router())
         .fallback(aws_fallback)
         .with_state(app)
@@ -110,6 +115,10 @@ impl TestServer {
             runtime: runtime.clone(),
             hooks: None,
             listen: addr.to_string(),
+            pods: Arc::new(match crate::pods::Pods::temporary() {
+                Ok(p) => p,
+                Err(e) => panic!("cannot create a temporary pod store: {e}"),
+            }),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
