@@ -133,7 +133,7 @@ pub enum Error {
     #[error(transparent)]
     State(#[from] StateError),
     /// Local I/O failed.
-    #[error("I/O error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A background task panicked or was cancelled.
     #[error("internal task failed: {0}")]

@@ -629,13 +629,25 @@ impl Persistence {
             SaveStrategy::OnRequest => {
                 let weak = Arc::downgrade(&p);
                 tokio::spawn(async move {
+                    // Back off after failures so a lasting I/O error (a full disk) does not
+                    // spin a core and flood the log; waiting requests get the error meanwhile.
+                    let mut backoff = Duration::from_millis(50);
                     loop {
                         let Some(p) = weak.upgrade() else { break };
-                        let notified = p.save_requested.notified();
-                        if !p.runtime.changes().is_dirty() {
-                            notified.await;
+                        {
+                            let notified = p.save_requested.notified();
+                            if !p.runtime.changes().is_dirty() {
+                                notified.await;
+                            }
                         }
-                        let _ = p.save_dirty().await;
+                        let failed = p.save_dirty().await.is_err();
+                        drop(p);
+                        if failed {
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        } else {
+                            backoff = Duration::from_millis(50);
+                        }
                     }
                 });
             }

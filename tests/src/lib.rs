@@ -4,10 +4,11 @@
 //! Every test starts its own emulator on a free loopback port (`--listen 127.0.0.1:0`), with
 //! its own data directory, so tests run in parallel without sharing state.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_credential_types::Credentials;
 use aws_smithy_http_client::Builder as HttpClientBuilder;
@@ -45,6 +46,40 @@ pub struct Emulator {
     envs: Vec<(String, String)>,
     /// Lines the emulator printed on stdout before it reported ready.
     pub banner: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+/// Settings the emulator reads from the environment; removed from every process the tests
+/// start so that the developer's shell cannot change what a test means.
+const CONFIG_ENV: &[&str] = &[
+    "SERVICES",
+    "PERSISTENCE",
+    "DATA_DIR",
+    "SNAPSHOT_SAVE_STRATEGY",
+    "SNAPSHOT_LOAD_STRATEGY",
+    "SNAPSHOT_FLUSH_INTERVAL",
+    "ON_CORRUPT",
+    "CRYOPOD_LISTEN",
+    "CRYOPOD_ENDPOINT",
+    "CRYOPOD_FAILPOINT",
+];
+
+/// Copies `from` into `sink` line by line (and on to the test's stderr, so the emulator's
+/// log still shows up with a failing test).
+fn collect_lines(from: impl Read + Send + 'static, sink: Arc<Mutex<String>>, echo: bool) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(from);
+        let mut line = String::new();
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            if echo {
+                eprint!("{line}");
+            }
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&line);
+            line.clear();
+        }
+    });
 }
 
 impl Emulator {
@@ -95,16 +130,22 @@ impl Emulator {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&args)
-            .env_remove("SERVICES")
-            .env_remove("PERSISTENCE")
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
+        for k in CONFIG_ENV {
+            cmd.env_remove(k);
+        }
         for (k, v) in &envs {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn cryopod serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        collect_lines(child.stderr.take().expect("stderr"), stderr.clone(), true);
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut banner = Vec::new();
@@ -114,7 +155,12 @@ impl Emulator {
             let n = reader.read_line(&mut line).expect("read emulator stdout");
             if n == 0 {
                 let status = child.wait().ok();
-                panic!("emulator exited before it was ready ({status:?}); it printed: {banner:#?}");
+                // Let the stderr collector catch up with the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                let err = stderr.lock().map(|s| s.clone()).unwrap_or_default();
+                panic!(
+                    "emulator exited before it was ready ({status:?}); it printed: {banner:#?}\nstderr:\n{err}"
+                );
             }
             let line = line.trim_end().to_string();
             if let Some(rest) = line.strip_prefix("cryopod ready on ") {
@@ -138,7 +184,13 @@ impl Emulator {
             args,
             envs,
             banner,
+            stderr,
         }
+    }
+
+    /// Everything the emulator wrote on stderr so far (log and warnings).
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Runs the CLI against this emulator: `cryopod --endpoint E <args>`.
@@ -171,6 +223,20 @@ impl Emulator {
         }
     }
 
+    /// SIGKILL (no chance to save anything), then a new emulator on the same data dir with the
+    /// same arguments: a crash and a restart.
+    pub fn kill_and_restart(mut self) -> Emulator {
+        let tmp = self._tmp.take();
+        let data_dir = self.data_dir.clone();
+        let args = std::mem::take(&mut self.args);
+        let envs = std::mem::take(&mut self.envs);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Self::spawn(data_dir, tmp, args, envs, "127.0.0.1:0")
+    }
+
     /// Stops this emulator (SIGTERM) and starts a new one on the same data dir with the same
     /// arguments.
     pub fn restart(mut self) -> Emulator {
@@ -193,6 +259,28 @@ impl Emulator {
     pub fn summary(&self) -> serde_json::Value {
         self.api_get("/_cryopod/state/summary")
     }
+
+    /// The `/_cryopod/health` document.
+    pub fn health(&self) -> serde_json::Value {
+        self.api_get("/_cryopod/health")
+    }
+
+    /// POST to the internal API; returns the status and the JSON answer (errors included).
+    pub fn api_post(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = http()
+            .post(format!("{}{path}", self.endpoint))
+            .send()
+            .expect("POST");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, v)
+    }
+
+    /// A `notes` client in `account` / `region`.
+    pub fn notes(&self, account: &str, region: &str) -> Notes {
+        Notes::new(&self.endpoint, account, region)
+    }
 }
 
 impl Drop for Emulator {
@@ -211,24 +299,379 @@ fn signal(child: &Child, sig: &str) {
         .status();
 }
 
+/// Starts `cryopod serve <args>` expecting it to refuse to start, and returns what it
+/// printed. `--listen 127.0.0.1:0` and a fresh `--data-dir` are added unless `args` (or, for
+/// the address, `CRYOPOD_LISTEN` in `envs`) give them.
+/// Panics if the emulator reports ready instead (it is killed first).
+pub fn serve_refused(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(binary());
+    cmd.arg("serve");
+    if !args.contains(&"--listen") && !envs.iter().any(|(k, _)| *k == "CRYOPOD_LISTEN") {
+        cmd.args(["--listen", "127.0.0.1:0"]);
+    }
+    if !args.contains(&"--data-dir") {
+        cmd.arg("--data-dir").arg(tmp.path().join("data"));
+    }
+    cmd.args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for k in CONFIG_ENV {
+        cmd.env_remove(k);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn cryopod serve");
+    let out = Arc::new(Mutex::new(String::new()));
+    let err = Arc::new(Mutex::new(String::new()));
+    let out_done = {
+        let (out, stdout) = (out.clone(), child.stdout.take().expect("stdout"));
+        std::thread::spawn(move || collect_all(stdout, &out))
+    };
+    let err_done = {
+        let (err, stderr) = (err.clone(), child.stderr.take().expect("stderr"));
+        std::thread::spawn(move || collect_all(stderr, &err))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status: ExitStatus = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        let started = out
+            .lock()
+            .map(|s| s.contains("cryopod ready on"))
+            .unwrap_or(false);
+        if started || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let printed = out.lock().map(|s| s.clone()).unwrap_or_default();
+            panic!(
+                "`cryopod serve {args:?}` started (or hung) instead of refusing; it printed:\n{printed}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = out_done.join();
+    let _ = err_done.join();
+    let take =
+        |m: &Arc<Mutex<String>>| m.lock().map(|s| s.clone().into_bytes()).unwrap_or_default();
+    Output {
+        status,
+        stdout: take(&out),
+        stderr: take(&err),
+    }
+}
+
+fn collect_all(mut from: impl Read, into: &Mutex<String>) {
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        if let Ok(mut s) = into.lock() {
+            s.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+}
+
+/// Polls `probe` every 20 ms until it returns `Some`, or panics naming `what` after `limit`.
+pub fn eventually<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gave up after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A blocking HTTP client without a request timeout (exports of big states stream for long).
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .expect("http client")
+}
+
+/// Calls an operation of an AWS JSON-protocol service (`X-Amz-Target: {target}`) with a
+/// SigV4-shaped credential for `service` in `account` / `region`; returns the HTTP status and
+/// the JSON answer.
+pub fn aws_json(
+    endpoint: &str,
+    (account, region): (&str, &str),
+    service: &str,
+    target: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = http()
+        .post(format!("{}/", endpoint.trim_end_matches('/')))
+        .header("x-amz-target", target)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={account}/20240101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=x"
+            ),
+        )
+        .body(body.to_string())
+        .send()
+        .unwrap_or_else(|e| panic!("{target}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().expect("body");
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, v)
+}
+
+/// The services linked into the `cryopod` binary, as its health document lists them. Tests
+/// that need a second service use one when the build links it.
+pub fn linked_services() -> Vec<String> {
+    static LINKED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    LINKED
+        .get_or_init(|| {
+            let emu = Emulator::start_with(&["--services", "notes"], &[]);
+            let health = emu.health();
+            health["linked"]
+                .as_array()
+                .expect("health lists the linked services")
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .clone()
+}
+
+/// A raw-HTTP client of the example `notes` service (`X-Amz-Target: Notes.<Op>`), scoped by a
+/// SigV4-shaped `Authorization` header. The AWS-service plugins are tested with the official
+/// SDKs; `notes` is always linked, so persistence and CLI tests use it.
+pub struct Notes {
+    url: String,
+    auth: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Notes {
+    /// A client for `endpoint` acting as `account` (12 digits, or anything for the default
+    /// account) in `region`.
+    pub fn new(endpoint: &str, account: &str, region: &str) -> Notes {
+        Notes {
+            url: format!("{}/", endpoint.trim_end_matches('/')),
+            auth: format!(
+                "AWS4-HMAC-SHA256 Credential={account}/20240101/{region}/notes/aws4_request, SignedHeaders=host, Signature=x"
+            ),
+            http: http(),
+        }
+    }
+
+    /// Calls `op` with a JSON body given as text; returns the HTTP status and the JSON answer.
+    pub fn call_text(&self, op: &str, body: String) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .post(&self.url)
+            .header("x-amz-target", format!("Notes.{op}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("authorization", &self.auth)
+            .body(body)
+            .send()
+            .unwrap_or_else(|e| panic!("Notes.{op}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, v)
+    }
+
+    /// Calls `op`; returns the HTTP status and the JSON answer.
+    pub fn call(&self, op: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call_text(op, body.to_string())
+    }
+
+    /// Calls `op` and panics unless it succeeds.
+    pub fn ok(&self, op: &str, body: serde_json::Value) -> serde_json::Value {
+        let (status, v) = self.call(op, body);
+        assert!(
+            (200..300).contains(&status),
+            "Notes.{op} answered {status}: {v}"
+        );
+        v
+    }
+
+    /// Creates a notebook with tags.
+    pub fn create_notebook(&self, name: &str, tags: &[(&str, &str)]) {
+        let tags: serde_json::Map<String, serde_json::Value> = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+            .collect();
+        self.ok(
+            "CreateNotebook",
+            serde_json::json!({ "NotebookName": name, "Tags": tags }),
+        );
+    }
+
+    /// Creates or replaces a note; returns its new revision.
+    pub fn put_note(
+        &self,
+        notebook: &str,
+        key: &str,
+        text: &str,
+        attachment: Option<&[u8]>,
+    ) -> u64 {
+        let mut body = serde_json::json!({ "NotebookName": notebook, "Key": key, "Text": text });
+        if let Some(a) = attachment {
+            body["Attachment"] = base64(a).into();
+        }
+        self.ok("PutNote", body)["Revision"]
+            .as_u64()
+            .expect("PutNote answers a Revision")
+    }
+
+    /// Reads a note: `{"Text", "Revision", "Attachment" (base64, when there is one)}`.
+    pub fn get_note(&self, notebook: &str, key: &str) -> serde_json::Value {
+        self.ok(
+            "GetNote",
+            serde_json::json!({ "NotebookName": notebook, "Key": key }),
+        )
+    }
+
+    /// Notebook names.
+    pub fn list_notebooks(&self) -> Vec<String> {
+        strings(&self.ok("ListNotebooks", serde_json::json!({}))["NotebookNames"])
+    }
+
+    /// Note keys of a notebook.
+    pub fn list_notes(&self, notebook: &str) -> Vec<String> {
+        strings(&self.ok("ListNotes", serde_json::json!({ "NotebookName": notebook }))["Keys"])
+    }
+
+    /// Everything this scope holds, as the API shows it: notebook → key → GetNote answer.
+    pub fn dump(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for nb in self.list_notebooks() {
+            let mut notes = serde_json::Map::new();
+            for key in self.list_notes(&nb) {
+                notes.insert(key.clone(), self.get_note(&nb, &key));
+            }
+            out.insert(nb, notes.into());
+        }
+        out.into()
+    }
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Standard base64 with padding (the encoding of `Attachment`).
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(ALPHABET[(n >> 18) as usize & 63]);
+        out.push(ALPHABET[(n >> 12) as usize & 63]);
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63]
+        } else {
+            b'='
+        });
+    }
+    String::from_utf8(out).expect("base64 is ASCII")
+}
+
+/// `len` pseudo-random bytes from `seed` (splitmix64): incompressible, reproducible test data.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Parses the RFC 3339 UTC timestamps the emulator reports (`2026-01-01T12:00:00.123Z`).
+pub fn parse_utc(ts: &str) -> SystemTime {
+    fn bad(ts: &str) -> ! {
+        panic!("not an RFC 3339 UTC time: {ts}")
+    }
+    let num = |s: &str| s.parse::<i64>().unwrap_or_else(|_| bad(ts));
+    let (date, rest) = ts.split_once('T').unwrap_or_else(|| bad(ts));
+    let rest = rest.strip_suffix('Z').unwrap_or_else(|| bad(ts));
+    let (hms, frac) = rest.split_once('.').unwrap_or((rest, "0"));
+    let d: Vec<i64> = date.split('-').map(num).collect();
+    let t: Vec<i64> = hms.split(':').map(num).collect();
+    if d.len() != 3 || t.len() != 3 || frac.len() > 9 {
+        bad(ts);
+    }
+    // Days since the epoch from the civil date (Howard Hinnant's algorithm).
+    let (y, m, day) = (if d[1] <= 2 { d[0] - 1 } else { d[0] }, d[1], d[2]);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
+    let nanos: u32 = format!("{frac:0<9}").parse().unwrap_or_else(|_| bad(ts));
+    let secs = u64::try_from(secs).unwrap_or_else(|_| bad(ts));
+    SystemTime::UNIX_EPOCH + Duration::new(secs, nanos)
+}
+
+/// Flips one bit of a file in place.
+pub fn flip_bit(path: &Path, offset: u64, bit: u8) {
+    let mut bytes = std::fs::read(path).expect("read file to damage");
+    let i = usize::try_from(offset).expect("offset");
+    bytes[i] ^= 1 << bit;
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .expect("write damaged file");
+}
+
 /// Runs the CLI binary with `--endpoint`.
 pub fn cli(endpoint: &str, args: &[&str]) -> Output {
-    Command::new(binary())
-        .arg("--endpoint")
+    let mut cmd = Command::new(binary());
+    cmd.arg("--endpoint")
         .arg(endpoint)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cryopod CLI")
+        .stdin(Stdio::null());
+    for k in CONFIG_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.output().expect("run cryopod CLI")
 }
 
 /// Runs the CLI binary without an endpoint (offline commands).
 pub fn cli_offline(args: &[&str]) -> Output {
-    Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run cryopod CLI")
+    let mut cmd = Command::new(binary());
+    cmd.args(args).stdin(Stdio::null());
+    for k in CONFIG_ENV {
+        cmd.env_remove(k);
+    }
+    cmd.output().expect("run cryopod CLI")
 }
 
 /// Credentials whose access key id is `account` when it is 12 digits (the emulator maps the
@@ -303,9 +746,46 @@ pub fn transfer(from: &Emulator, to: &Emulator, extra_import_args: &[&str]) {
     let file = dir.path().join("state.cryopod");
     let file_s = file.to_str().expect("utf8 path");
     let out = from.cli(&["state", "export", file_s]);
-    assert!(out.status.success(), "export failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut args = vec!["state", "import", file_s];
     args.extend_from_slice(extra_import_args);
     let out = to.cli(&args);
-    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_with_padding() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"a"), "YQ==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"hello"), "aGVsbG8=");
+        assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+    }
+
+    #[test]
+    fn utc_timestamps_parse_to_the_right_instant() {
+        let at = |s: u64, n: u32| SystemTime::UNIX_EPOCH + Duration::new(s, n);
+        assert_eq!(parse_utc("1970-01-01T00:00:00Z"), at(0, 0));
+        assert_eq!(parse_utc("2024-03-01T00:00:00Z"), at(1_709_251_200, 0));
+        assert_eq!(
+            parse_utc("2026-11-28T19:22:47.924285437Z"),
+            at(1_795_893_767, 924_285_437)
+        );
+        assert_eq!(
+            parse_utc("2000-02-29T23:59:59.5Z"),
+            at(951_868_799, 500_000_000)
+        );
+    }
 }
