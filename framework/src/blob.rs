@@ -22,6 +22,9 @@ use crate::state::Digest;
 pub struct BlobStore {
     root: Arc<PathBuf>,
     _temp: Option<Arc<TempDir>>,
+    /// Blobs renamed into place but not yet fsynced; `None` for a temporary store, whose
+    /// blobs need no durability.
+    unsynced: Option<Arc<parking_lot::Mutex<Vec<PathBuf>>>>,
 }
 
 impl BlobStore {
@@ -33,6 +36,7 @@ impl BlobStore {
         Ok(Self {
             root: Arc::new(root),
             _temp: None,
+            unsynced: Some(Arc::default()),
         })
     }
 
@@ -44,6 +48,7 @@ impl BlobStore {
             .tempdir()?;
         let mut store = Self::open(dir.path())?;
         store._temp = Some(Arc::new(dir));
+        store.unsynced = None;
         Ok(store)
     }
 
@@ -119,6 +124,37 @@ impl BlobStore {
         })
     }
 
+    /// Makes every blob committed so far durable (fsync of each new file and of its
+    /// directory). Persistence calls it before writing a manifest that refers to them: one
+    /// batch of fsyncs per save instead of one per request, which made small writes pay
+    /// ~7 ms each on ordinary disks.
+    pub fn sync_pending(&self) -> io::Result<()> {
+        let Some(unsynced) = &self.unsynced else {
+            return Ok(());
+        };
+        let pending = std::mem::take(&mut *unsynced.lock());
+        let mut dirs = BTreeSet::new();
+        for (i, path) in pending.iter().enumerate() {
+            let synced = File::open(path).and_then(|f| f.sync_all());
+            match synced {
+                Ok(()) => {}
+                // Collected before the save reached it: nothing refers to it any more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    unsynced.lock().extend(pending[i..].iter().cloned());
+                    return Err(e);
+                }
+            }
+            if let Some(parent) = path.parent() {
+                dirs.insert(parent.to_path_buf());
+            }
+        }
+        for d in dirs {
+            File::open(&d)?.sync_all()?;
+        }
+        Ok(())
+    }
+
     /// Copies a stored blob into `out`, returning the bytes copied.
     pub fn copy_to(&self, digest: &Digest, out: &mut dyn Write) -> io::Result<u64> {
         let mut f = self.open_blob(digest)?;
@@ -189,8 +225,10 @@ impl BlobWriter {
         if let Some(parent) = dest.parent() {
             create_private_dir_all(parent)?;
         }
-        self.file.as_file().sync_data()?;
         self.file.persist(&dest).map_err(|e| e.error)?;
+        if let Some(unsynced) = &self.store.unsynced {
+            unsynced.lock().push(dest);
+        }
         Ok((digest, self.size))
     }
 }

@@ -826,6 +826,14 @@ impl Persistence {
             .map_err(|e| {
                 io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string()))
             })??;
+            // Blobs the new state refers to are durable before a manifest refers to them.
+            let blobs = self.runtime.blobs().clone();
+            tokio::task::spawn_blocking(move || blobs.sync_pending())
+                .await
+                .map_err(|e| {
+                    io_err("cannot sync blobs in", &self.dir.root)(io::Error::other(e.to_string()))
+                })?
+                .map_err(io_err("cannot sync blobs in", &self.dir.root))?;
             let changed = refs
                 .iter()
                 .any(|(k, r)| manifest.services.get(k) != Some(r))

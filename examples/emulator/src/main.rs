@@ -12,6 +12,8 @@ use std::process::ExitCode;
 const DEFAULT_SERVICES: &[&str] = &[
     #[cfg(feature = "notes")]
     cryopod_notes::SERVICE,
+    #[cfg(feature = "s3")]
+    cryopod_s3::SERVICE,
     #[cfg(feature = "sqs")]
     cryopod_sqs::SERVICE,
     #[cfg(feature = "lambda")]

@@ -118,9 +118,11 @@ fn main() {
     });
 
     // Apply: decode the section, then install it (the restore shifts clocks per queue).
+    // This is the path bundles and persistence take: the typed codec the state macro
+    // registers for "sqs/1" (typetag only as a fallback).
     let (apply_time, _) = best(runs, || {
-        let mut de = rmp_serde::Deserializer::new(&bytes[..]);
-        let state: Box<dyn ServiceState> = Deserialize::deserialize(&mut de).expect("decode");
+        let (state, _) =
+            cryopod::state::decode_section(SERVICE, 1, &mut &bytes[..]).expect("decode");
         let mut snap = Snapshot::default();
         snap.services.insert(SERVICE.into(), state);
         tokio
