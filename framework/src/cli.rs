@@ -617,7 +617,8 @@ fn render_import(v: &Value) -> String {
     out
 }
 
-fn render_summary(services: &Value) -> String {
+/// Resources by service and scope as a table; shared by `state` and `pod` commands.
+pub(crate) fn render_summary(services: &Value) -> String {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     table.set_header(["service", "account", "region", "resources"]);

@@ -473,29 +473,7 @@ fn render_load(v: &Value) -> String {
         out.push(render_diff(d));
     }
     if let Some(a) = v.get("applied") {
-        let mut t = table(&["service", "account", "region", "resources"]);
-        if let Some(m) = a["loaded"].as_object() {
-            for (svc, scopes) in m {
-                for s in scopes.as_array().cloned().unwrap_or_default() {
-                    let res = s["resources"]
-                        .as_object()
-                        .map(|m| {
-                            m.iter()
-                                .map(|(k, v)| format!("{k}: {v}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default();
-                    t.add_row([
-                        svc.as_str(),
-                        s["account"].as_str().unwrap_or("?"),
-                        s["region"].as_str().unwrap_or("?"),
-                        res.as_str(),
-                    ]);
-                }
-            }
-        }
-        out.push(t.to_string());
+        out.push(crate::cli::render_summary(&a["loaded"]));
         out.push(format!(
             "downloaded {} in {} layers; {} blobs were already present",
             bytes(v["bytes_downloaded"].as_u64().unwrap_or(0)),
