@@ -87,6 +87,18 @@ impl Snapshot {
         opts: WriteOptions,
     ) -> Result<(W, Manifest)> {
         let manifest = self.manifest(blobs)?;
+        self.write_bundle_with(manifest, blobs, out, opts)
+    }
+
+    /// Writes the snapshot with a manifest the caller already built (and so validated), for
+    /// callers that must fail cleanly before the first byte, such as a streamed HTTP export.
+    pub fn write_bundle_with<W: Write>(
+        &self,
+        manifest: Manifest,
+        blobs: &BlobStore,
+        out: W,
+        opts: WriteOptions,
+    ) -> Result<(W, Manifest)> {
         let mut w = BundleWriter::new(out, &manifest, opts)?;
         for (name, state) in &self.services {
             let mut section = w.section(name, state.version())?;

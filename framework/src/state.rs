@@ -459,6 +459,35 @@ pub trait ScopedState:
     fn scoped_mut(&mut self) -> &mut Scoped<Self::Resources>;
 }
 
+/// The `ServiceState` methods both state macros share; not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __service_state_common {
+    ($ty:ty, $svc:literal, $ver:literal, $tag:literal) => {
+        fn service(&self) -> &'static str {
+            $svc
+        }
+        fn version(&self) -> u32 {
+            $ver
+        }
+        fn encode_section(
+            &self,
+            out: &mut dyn ::std::io::Write,
+        ) -> ::std::result::Result<(), $crate::__private::rmp_serde::encode::Error> {
+            $crate::state::__codec::encode($tag, self, out)
+        }
+        fn clone_box(&self) -> Box<dyn $crate::ServiceState> {
+            Box::new(::std::clone::Clone::clone(self))
+        }
+        fn as_any(&self) -> &dyn ::std::any::Any {
+            self
+        }
+        fn into_any(self: Box<Self>) -> Box<dyn ::std::any::Any + Send> {
+            self
+        }
+    };
+}
+
 /// Implements [`ServiceState`] for a [`ScopedState`] type, and registers its typetag name.
 ///
 /// ```ignore
@@ -472,12 +501,7 @@ macro_rules! service_state {
     ($ty:ty, service = $svc:literal, version = $ver:literal, tag = $tag:literal) => {
         #[typetag::serde(name = $tag)]
         impl $crate::ServiceState for $ty {
-            fn service(&self) -> &'static str {
-                $svc
-            }
-            fn version(&self) -> u32 {
-                $ver
-            }
+            $crate::__service_state_common!($ty, $svc, $ver, $tag);
             fn upgrade(
                 self: Box<Self>,
             ) -> ::std::result::Result<Box<dyn $crate::ServiceState>, $crate::StateError> {
@@ -516,21 +540,6 @@ macro_rules! service_state {
                     );
                 Ok(Box::new(out))
             }
-            fn encode_section(
-                &self,
-                out: &mut dyn ::std::io::Write,
-            ) -> ::std::result::Result<(), $crate::__private::rmp_serde::encode::Error> {
-                $crate::state::__codec::encode($tag, self, out)
-            }
-            fn clone_box(&self) -> Box<dyn $crate::ServiceState> {
-                Box::new(::std::clone::Clone::clone(self))
-            }
-            fn as_any(&self) -> &dyn ::std::any::Any {
-                self
-            }
-            fn into_any(self: Box<Self>) -> Box<dyn ::std::any::Any + Send> {
-                self
-            }
         }
         $crate::__private::inventory::submit! {
             $crate::state::SectionCodec {
@@ -550,12 +559,7 @@ macro_rules! legacy_service_state {
     ($ty:ty, service = $svc:literal, version = $ver:literal, tag = $tag:literal, upgrade = $up:path) => {
         #[typetag::serde(name = $tag)]
         impl $crate::ServiceState for $ty {
-            fn service(&self) -> &'static str {
-                $svc
-            }
-            fn version(&self) -> u32 {
-                $ver
-            }
+            $crate::__service_state_common!($ty, $svc, $ver, $tag);
             fn upgrade(
                 self: Box<Self>,
             ) -> ::std::result::Result<Box<dyn $crate::ServiceState>, $crate::StateError> {
@@ -583,21 +587,6 @@ macro_rules! legacy_service_state {
                     service: $svc,
                     version: $ver,
                 })
-            }
-            fn encode_section(
-                &self,
-                out: &mut dyn ::std::io::Write,
-            ) -> ::std::result::Result<(), $crate::__private::rmp_serde::encode::Error> {
-                $crate::state::__codec::encode($tag, self, out)
-            }
-            fn clone_box(&self) -> Box<dyn $crate::ServiceState> {
-                Box::new(::std::clone::Clone::clone(self))
-            }
-            fn as_any(&self) -> &dyn ::std::any::Any {
-                self
-            }
-            fn into_any(self: Box<Self>) -> Box<dyn ::std::any::Any + Send> {
-                self
             }
         }
         $crate::__private::inventory::submit! {

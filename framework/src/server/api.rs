@@ -251,8 +251,9 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
         .capture(services.as_deref(), &q.filter())
         .await?;
     let blobs = app.runtime.blobs().clone();
-    // Validate blob presence before the first byte, so a failure is a clean error.
-    snapshot.manifest(&blobs)?;
+    // Built (which checks every blob is present) before the first byte, so a failure is a
+    // clean error response rather than a broken stream.
+    let manifest = snapshot.manifest(&blobs)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         let writer = ChannelWriter {
@@ -260,7 +261,7 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
             buf: Vec::with_capacity(CHUNK),
         };
         let result = snapshot
-            .write_bundle(&blobs, writer, Default::default())
+            .write_bundle_with(manifest, &blobs, writer, Default::default())
             .and_then(|(mut w, _)| w.flush().map_err(Error::from));
         if let Err(e) = result {
             tracing::error!(error = %e, "export failed mid-stream");
