@@ -517,35 +517,285 @@ fn chromium() -> Option<PathBuf> {
     })
 }
 
-/// The DOM headless Chromium renders for `url`, or `None` when Chromium is not installed
-/// (`.ci/run` installs it).
-fn dump_dom(url: &str) -> Option<String> {
-    let Some(bin) = chromium() else {
-        eprintln!(
-            "chromium is not installed (apt-get install -y chromium): skipping the browser check"
-        );
-        return None;
-    };
-    let profile = tempfile::tempdir().expect("profile dir");
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .expect("run chromium");
-    Some(String::from_utf8_lossy(&out.stdout).to_string())
+/// Headless Chromium driven over the DevTools protocol, so that what the test does is the
+/// browser's own doing: a click runs the page's event handling and the browser submits the
+/// form with its own request (method, body, `Origin`). `None` when Chromium is not
+/// installed (`.ci/run` installs it).
+struct Browser {
+    child: std::process::Child,
+    ws: DevToolsSocket,
+    next_id: u64,
+    _profile: tempfile::TempDir,
+}
+
+/// How long the browser gets for any one step (start, page load, a request).
+const BROWSER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Browser {
+    fn open(url: &str) -> Option<Browser> {
+        let Some(bin) = chromium() else {
+            eprintln!(
+                "chromium is not installed (apt-get install -y chromium): skipping the browser check"
+            );
+            return None;
+        };
+        let profile = tempfile::tempdir().expect("profile dir");
+        let mut child = Command::new(bin)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run chromium");
+        // Chromium prints `DevTools listening on ws://127.0.0.1:PORT/devtools/browser/ID` on
+        // stderr; the rest of stderr is drained so the browser never blocks on the pipe.
+        let stderr = child.stderr.take().expect("chromium stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("ws://") {
+                    let _ = tx.send(Ok(line[at..].trim().to_string()));
+                }
+                lines.push(line);
+            }
+            let _ = tx.send(Err(lines.join("\n")));
+        });
+        let browser_ws = match rx.recv_timeout(BROWSER_WAIT) {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(stderr)) => panic!("chromium exited without a DevTools endpoint:\n{stderr}"),
+            Err(e) => panic!("chromium printed no DevTools endpoint: {e}"),
+        };
+        let host_port = browser_ws
+            .trim_start_matches("ws://")
+            .split('/')
+            .next()
+            .expect("host:port")
+            .to_string();
+        // The blank tab is a `page` target with its own DevTools socket.
+        let deadline = std::time::Instant::now() + BROWSER_WAIT;
+        let page_ws = loop {
+            let targets: Value = http()
+                .get(format!("http://{host_port}/json/list"))
+                .send()
+                .and_then(|r| r.json())
+                .unwrap_or(Value::Null);
+            let page = targets.as_array().and_then(|ts| {
+                ts.iter()
+                    .find(|t| t["type"] == "page")
+                    .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            });
+            if let Some(ws) = page {
+                break ws.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromium shows no page: {targets}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let ws = DevToolsSocket::connect(&page_ws).expect("connect to the page's DevTools socket");
+        let mut browser = Browser {
+            child,
+            ws,
+            next_id: 0,
+            _profile: profile,
+        };
+        // Answered once the new document is committed, so later evaluations see it.
+        let nav = browser.call("Page.navigate", serde_json::json!({ "url": url }));
+        match nav {
+            Ok(r) if r.get("errorText").is_none() => {}
+            other => panic!("chromium cannot open {url}: {other:?}"),
+        }
+        Some(browser)
+    }
+
+    /// One DevTools command; `Err` carries the protocol's error object.
+    fn call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send_text(&msg.to_string())
+            .expect("send to chromium");
+        loop {
+            let text = self.ws.recv_text().expect("read from chromium");
+            let v: Value = serde_json::from_str(&text).expect("DevTools JSON");
+            // Events (no id) and answers to earlier commands are not ours.
+            if v["id"] != id {
+                continue;
+            }
+            return match v.get("error") {
+                Some(e) => Err(e.clone()),
+                None => Ok(v["result"].clone()),
+            };
+        }
+    }
+
+    /// The value of a JavaScript expression in the page; `Null` while the page has no
+    /// document to evaluate in (during a navigation) or when the expression threw.
+    fn eval(&mut self, expression: &str) -> Value {
+        match self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expression, "returnByValue": true}),
+        ) {
+            Ok(r) if r.get("exceptionDetails").is_none() => r["result"]["value"].clone(),
+            _ => Value::Null,
+        }
+    }
+
+    /// Evaluates `expression` until `done` accepts its value; panics after [`BROWSER_WAIT`].
+    fn poll(&mut self, expression: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + BROWSER_WAIT;
+        loop {
+            let v = self.eval(expression);
+            if done(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromium: `{expression}` is still {v}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Evaluates `expression` once the page has loaded completely.
+    fn eval_when_loaded(&mut self, expression: &str) -> Value {
+        self.poll("document.readyState", |v| v == "complete");
+        self.eval(expression)
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The client side of a WebSocket (RFC 6455), just what the DevTools protocol needs: text
+/// messages, masked as a client must, fragments joined, pings answered.
+struct DevToolsSocket {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl DevToolsSocket {
+    fn connect(url: &str) -> std::io::Result<DevToolsSocket> {
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| std::io::Error::other(format!("not a ws:// URL: {url}")))?;
+        let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let stream = std::net::TcpStream::connect(host_port)?;
+        stream.set_read_timeout(Some(BROWSER_WAIT))?;
+        let mut writer = stream.try_clone()?;
+        // No Origin header: Chromium accepts origin-less DevTools clients.
+        write!(
+            writer,
+            "GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: Y3J5b3BvZC1sYXVuY2hwYWQ=\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        )?;
+        let mut reader = BufReader::new(stream);
+        let mut status = String::new();
+        reader.read_line(&mut status)?;
+        if !status.starts_with("HTTP/1.1 101") {
+            return Err(std::io::Error::other(format!(
+                "no WebSocket upgrade: {status}"
+            )));
+        }
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h)? == 0 || h == "\r\n" {
+                break;
+            }
+        }
+        Ok(DevToolsSocket { reader, writer })
+    }
+
+    fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        const MASK: [u8; 4] = [0x5a, 0x17, 0xc3, 0x88];
+        let mut frame = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&MASK);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+        self.writer.write_all(&frame)
+    }
+
+    fn send_text(&mut self, text: &str) -> std::io::Result<()> {
+        self.send_frame(0x1, text.as_bytes())
+    }
+
+    fn recv_text(&mut self) -> std::io::Result<String> {
+        use std::io::Read;
+        let mut message = Vec::new();
+        loop {
+            let mut head = [0u8; 2];
+            self.reader.read_exact(&mut head)?;
+            let fin = head[0] & 0x80 != 0;
+            let opcode = head[0] & 0x0f;
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.reader.read_exact(&mut b)?;
+                    u64::from(u16::from_be_bytes(b))
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.reader.read_exact(&mut b)?;
+                    u64::from_be_bytes(b)
+                }
+                n => u64::from(n),
+            };
+            let mask = if head[1] & 0x80 != 0 {
+                let mut m = [0u8; 4];
+                self.reader.read_exact(&mut m)?;
+                Some(m)
+            } else {
+                None
+            };
+            let mut payload = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
+            self.reader.read_exact(&mut payload)?;
+            if let Some(m) = mask {
+                for (i, b) in payload.iter_mut().enumerate() {
+                    *b ^= m[i % 4];
+                }
+            }
+            match opcode {
+                0x8 => return Err(std::io::Error::other("chromium closed the DevTools socket")),
+                0x9 => self.send_frame(0xA, &payload)?,
+                0xA => {}
+                _ => {
+                    message.extend_from_slice(&payload);
+                    if fin {
+                        return String::from_utf8(message).map_err(std::io::Error::other);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The value of `attr="…"` in the first tag containing `marker`.
@@ -610,27 +860,55 @@ fn the_launchpad_page_shows_a_pod_and_loads_it_when_its_button_is_clicked() {
     assert!(action.starts_with("/_cryopod/pods/launch?url="), "{action}");
     assert_eq!(attr(&html, "id=\"load\"", "method"), "post");
 
-    // In a real browser the page renders the same metadata and the button.
-    if let Some(dom) = dump_dom(&page_url) {
+    // In a real browser the page renders the same metadata and the button, and clicking the
+    // button makes the browser itself submit the form (its own POST, with its own Origin).
+    assert!(emu.notes(ACCOUNT, REGION).list_notebooks().is_empty());
+    if let Some(mut browser) = Browser::open(&page_url) {
+        let dom = browser.eval_when_loaded("document.documentElement.outerHTML");
+        let dom = dom.as_str().unwrap_or_default().to_string();
         assert!(
             dom.contains("pod demo:1") && dom.contains("load-button"),
             "chromium rendered:\n{dom}"
         );
+        let clicked = browser.eval_when_loaded(
+            "(() => { const b = document.querySelector('#load-button'); \
+             if (!b) return false; b.click(); return true; })()",
+        );
+        assert_eq!(clicked, Value::Bool(true), "no Load button to click");
+        // The click's POST loads the pod: the state changes to the pod's (or the test fails
+        // after the deadline), and the browser shows the result page it was answered.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while dump(&emu) != expected {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "clicking Load in chromium did not load the pod: {}",
+                dump(&emu)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let shown = browser.poll("location.pathname + ' ' + document.body.innerText", |v| {
+            v.as_str().is_some_and(|t| t.contains("Loaded"))
+        });
+        assert!(
+            shown
+                .as_str()
+                .is_some_and(|t| t.starts_with("/_cryopod/pods/launch ")),
+            "after the click chromium shows {shown}"
+        );
+    } else {
+        // Without a browser, submit the form as a browser does: a same-origin urlencoded POST.
+        let resp = http()
+            .post(format!("{}{action}", emu.endpoint))
+            .header("origin", emu.endpoint.as_str())
+            .header("accept", "text/html")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("merge=overwrite")
+            .send()
+            .expect("submit");
+        assert_eq!(resp.status().as_u16(), 200);
+        let result = resp.text().expect("result page");
+        assert!(result.contains(">Loaded<"), "{result}");
     }
-
-    // Clicking Load submits the form as a browser does: a same-origin urlencoded POST.
-    assert!(emu.notes(ACCOUNT, REGION).list_notebooks().is_empty());
-    let resp = http()
-        .post(format!("{}{action}", emu.endpoint))
-        .header("origin", emu.endpoint.as_str())
-        .header("accept", "text/html")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("merge=overwrite")
-        .send()
-        .expect("submit");
-    assert_eq!(resp.status().as_u16(), 200);
-    let result = resp.text().expect("result page");
-    assert!(result.contains(">Loaded<"), "{result}");
     assert_eq!(dump(&emu), expected);
 
     // Another site cannot make a browser load state here.
