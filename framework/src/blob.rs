@@ -6,11 +6,12 @@
 //! what lets an import stream blobs in before it decides to commit, and lets persistence and
 //! pods skip blobs they already hold.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cryopod_bundle::Hasher;
 use tempfile::{NamedTempFile, TempDir};
@@ -25,6 +26,49 @@ pub struct BlobStore {
     /// Blobs renamed into place but not yet fsynced; `None` for a temporary store, whose
     /// blobs need no durability.
     unsynced: Option<Arc<parking_lot::Mutex<Vec<PathBuf>>>>,
+    /// What garbage collection must not remove although no state refers to it yet.
+    guard: Arc<parking_lot::Mutex<GcGuard>>,
+}
+
+/// Blobs that are in use without being in the running state: just stored by a request that has
+/// not committed its state change yet, or about to be read by an export of an earlier capture.
+///
+/// Collection and [`BlobWriter::commit`] take this lock around their check-and-act, so a blob
+/// is never removed between a writer finding it stored (and skipping its own copy) and the
+/// writer's state change that refers to it.
+#[derive(Debug, Default)]
+struct GcGuard {
+    /// Blobs stored (or found already stored) recently, with when.
+    recent: HashMap<crate::state::Digest, Instant>,
+    /// Live captures ([`BlobReaders`]); collection waits until there are none.
+    readers: usize,
+}
+
+/// Held by every captured [`crate::Snapshot`]: while a capture lives, the blobs it refers to
+/// may be read (an export streams them long after the capture), and collection is skipped.
+/// Counting is O(1), so the capture barrier stays O(1) too.
+#[derive(Debug)]
+pub struct BlobReaders {
+    guard: Arc<parking_lot::Mutex<GcGuard>>,
+}
+
+impl Drop for BlobReaders {
+    fn drop(&mut self) {
+        self.guard.lock().readers -= 1;
+    }
+}
+
+/// What one collection did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Collected {
+    /// Blobs removed.
+    pub removed: u64,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Unreferenced blobs kept because they were stored within the grace period.
+    pub kept_recent: u64,
+    /// Nothing was collected because a capture was still being read.
+    pub skipped: bool,
 }
 
 impl BlobStore {
@@ -37,6 +81,7 @@ impl BlobStore {
             root: Arc::new(root),
             _temp: None,
             unsynced: Some(Arc::default()),
+            guard: Arc::default(),
         })
     }
 
@@ -182,21 +227,73 @@ impl BlobStore {
         Ok(out)
     }
 
-    /// Removes every blob not in `keep` and returns how many bytes were freed.
-    pub fn collect_garbage(&self, keep: &BTreeSet<Digest>) -> io::Result<u64> {
-        let mut freed = 0;
+    /// Registers a capture whose blobs may still be read; collection is skipped until the
+    /// returned value is dropped.
+    pub fn readers(&self) -> BlobReaders {
+        self.guard.lock().readers += 1;
+        BlobReaders {
+            guard: self.guard.clone(),
+        }
+    }
+
+    /// Removes every blob that is not in `keep` and was not stored within the last `grace`,
+    /// unless a capture is still alive ([`BlobStore::readers`]). The grace period covers a
+    /// request between storing its blob and committing the state change that refers to it,
+    /// and an import between streaming its blobs in and applying its state; it must be far
+    /// longer than either. `keep` must be computed from a capture taken after the last
+    /// capture still alive was dropped, which is what callers get by dropping theirs first.
+    pub fn collect_garbage(
+        &self,
+        keep: &BTreeSet<Digest>,
+        grace: Duration,
+    ) -> io::Result<Collected> {
+        let mut out = Collected::default();
         for d in self.list()? {
-            if !keep.contains(&d) {
-                let p = self.path(&d);
-                freed += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-                match fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+            if keep.contains(&d) {
+                continue;
+            }
+            let mut g = self.guard.lock();
+            let recent = g.recent.get(&d).is_some_and(|t| t.elapsed() < grace);
+            if g.readers > 0 {
+                out.skipped = true;
+                return Ok(out);
+            }
+            if recent {
+                out.kept_recent += 1;
+                continue;
+            }
+            g.recent.remove(&d);
+            let p = self.path(&d);
+            let len = fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(&p) {
+                Ok(()) => {
+                    out.removed += 1;
+                    out.bytes += len;
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
         }
-        Ok(freed)
+        self.guard.lock().recent.retain(|_, t| t.elapsed() < grace);
+        Ok(out)
+    }
+
+    /// Links (or copies) every blob into `dest`, so a state moved aside keeps its blobs even
+    /// after the store collects them.
+    pub fn preserve_into(&self, dest: &Path) -> io::Result<u64> {
+        let mut n = 0;
+        for d in self.list()? {
+            let to = dest.join("sha256").join(&d.hex()[..2]).join(d.hex());
+            if let Some(parent) = to.parent() {
+                create_private_dir_all(parent)?;
+            }
+            let from = self.path(&d);
+            if fs::hard_link(&from, &to).is_err() {
+                fs::copy(&from, &to)?;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
@@ -219,6 +316,10 @@ impl BlobWriter {
     pub fn commit(self) -> io::Result<(Digest, u64)> {
         let digest = self.hasher.finish();
         let dest = self.store.path(&digest);
+        // Under the collection lock: once the blob is marked recent, no collection can remove
+        // it before the caller's state refers to it.
+        let mut guard = self.store.guard.lock();
+        guard.recent.insert(digest, Instant::now());
         if dest.is_file() {
             return Ok((digest, self.size));
         }
@@ -226,6 +327,7 @@ impl BlobWriter {
             create_private_dir_all(parent)?;
         }
         self.file.persist(&dest).map_err(|e| e.error)?;
+        drop(guard);
         if let Some(unsynced) = &self.store.unsynced {
             unsynced.lock().push(dest);
         }
@@ -282,10 +384,38 @@ mod tests {
         let store = BlobStore::temporary().unwrap();
         let a = store.put(b"a").unwrap();
         let b = store.put(b"bb").unwrap();
-        let freed = store.collect_garbage(&[a].into()).unwrap();
-        assert_eq!(freed, 2);
+        let c = store.put(b"ccc").unwrap();
+        // Within the grace period nothing unreferenced goes: a request may be about to refer
+        // to it.
+        let kept = store
+            .collect_garbage(&[a].into(), Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!((kept.removed, kept.kept_recent), (0, 2));
+        let reading = store.readers();
+        let skipped = store.collect_garbage(&[a].into(), Duration::ZERO).unwrap();
+        assert!(skipped.skipped && skipped.removed == 0, "{skipped:?}");
+        drop(reading);
+        let done = store.collect_garbage(&[a].into(), Duration::ZERO).unwrap();
+        assert_eq!((done.removed, done.bytes), (2, 5));
         assert!(store.contains(&a));
         assert!(!store.contains(&b));
+        assert!(!store.contains(&c));
+    }
+
+    #[test]
+    fn storing_a_blob_again_protects_it_from_collection_again() {
+        let store = BlobStore::temporary().unwrap();
+        let a = store.put(b"a").unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        store.put(b"a").unwrap();
+        let kept = store
+            .collect_garbage(&BTreeSet::new(), Duration::from_millis(20))
+            .unwrap();
+        assert_eq!(
+            kept.removed, 0,
+            "the second put found it stored and renewed it"
+        );
+        assert!(store.contains(&a));
     }
 
     #[test]

@@ -254,7 +254,10 @@ impl Runtime {
     ) -> Result<Snapshot> {
         let names = self.select(services)?;
         let _gate = self.inner.barrier.write().await;
-        let mut snapshot = Snapshot::default();
+        let mut snapshot = Snapshot {
+            _readers: Some(Arc::new(self.blobs().readers())),
+            ..Snapshot::default()
+        };
         for name in names {
             let state = self.inner.services[name].snapshot(filter).await?;
             snapshot.services.insert(name.to_string(), state);

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 use cryopod_bundle::{
     BlobSummary, BundleReader, BundleWriter, Entry, Limits, Manifest, ScopeEntry, ServiceEntry,
@@ -13,7 +14,7 @@ use cryopod_bundle::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::blob::BlobStore;
+use crate::blob::{BlobReaders, BlobStore};
 use crate::error::{Error, Result};
 use crate::state::{Digest, ServiceState};
 
@@ -27,6 +28,9 @@ pub fn producer() -> String {
 pub struct Snapshot {
     /// State per service name.
     pub services: BTreeMap<String, Box<dyn ServiceState>>,
+    /// Set by [`crate::Runtime::capture`]: keeps blob collection off while this capture
+    /// (and so an export of it) may still read blobs the running state has since dropped.
+    pub(crate) _readers: Option<Arc<BlobReaders>>,
 }
 
 impl Snapshot {

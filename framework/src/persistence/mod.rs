@@ -3,18 +3,22 @@
 //! Layout (all files 0600, directories 0700):
 //! ```text
 //! DATA_DIR/state/
-//!   manifest.json                 the current snapshot: which object holds each service
-//!   objects/sha256/ab/abcd…       one zstd-compressed MessagePack state section per object,
-//!                                 named by the sha256 of its uncompressed bytes
+//!   manifest.json                 the current snapshot: per service, the chunks of its section
+//!   objects/sha256/ab/abcd…       one zstd-compressed chunk of a MessagePack state section,
+//!                                 named by the sha256 of its uncompressed bytes (layout 1,
+//!                                 still read: one object per whole section)
 //!   blobs/sha256/ab/abcd…         the runtime's blob store (object bodies, code packages)
 //! DATA_DIR/quarantine/<time>/     a saved state that failed to load, moved aside on request
 //! ```
 //! A save writes new objects first and the manifest last, each as temp file → fsync →
 //! rename → fsync of the directory, so a crash at any instant leaves the previous or the new
 //! manifest, and every object either manifest names. Unchanged services are not re-encoded
-//! (the framework's change tracking says which changed), unchanged objects and blobs are not
-//! rewritten (they are named by content), and objects no manifest names are collected after
-//! a successful save.
+//! (the framework's change tracking says which changed); inside a changed service, sections
+//! are cut into content-defined chunks ([`chunks`]), so only the chunks around a change get
+//! new names and are written; blobs are never rewritten (they are named by content). After a
+//! successful save, objects no manifest names are removed, and blobs neither the saved nor the
+//! running state refers to are collected (at most once a minute, never one stored within the
+//! grace period: see [`BlobStore::collect_garbage`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -33,13 +37,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::aws::AwsError;
-use crate::blob::{BlobStore, create_private_dir_all};
+use crate::blob::{BlobStore, Collected, create_private_dir_all};
 use crate::error::{Error, Result};
 use crate::runtime::Runtime;
 use crate::scope::ScopeFilter;
 use crate::server::{ApiError, RequestHooks};
 use crate::snapshot::{Snapshot, now_rfc3339};
 use crate::state::{Digest, MergeStrategy, ServiceState};
+
+mod chunks;
+pub use chunks::ChunkRef;
+use chunks::ChunkStore;
 
 /// When state is written to the data dir.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,14 +224,22 @@ pub struct StateManifest {
 pub struct ObjectRef {
     /// State version of the section.
     pub state_version: u32,
-    /// sha256 of the uncompressed section, the object's name.
+    /// The section's name: since layout 2 the sha256 of its chunk digests
+    /// ([`chunks::section_digest`]); in layout 1 the sha256 of the uncompressed section, which
+    /// was then one object of that name.
     pub digest: Digest,
     /// Uncompressed size.
     pub size: u64,
+    /// The chunks holding the section, in order (layout 2; empty in layout 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkRef>,
 }
 
-const LAYOUT: u32 = 1;
-const ZSTD_LEVEL: i32 = 1;
+/// Layout written: 2 stores each section as content-defined chunks. Layout 1 (one object per
+/// section) is still read, so a data dir from an older build loads and is rewritten in
+/// layout 2 by its next save.
+const LAYOUT: u32 = 2;
+const READABLE_LAYOUTS: [u32; 2] = [1, 2];
 
 /// Injected I/O failures for crash and fault tests: `CRYOPOD_FAILPOINT=<step>[:<n>]` makes the
 /// n-th (default first) occurrence of a save step fail. Steps: `object-write`,
@@ -308,12 +324,12 @@ impl StateDir {
                 object: path.clone(),
                 reason: format!("not a valid manifest: {e}"),
             })?;
-        if m.layout != LAYOUT {
+        if !READABLE_LAYOUTS.contains(&m.layout) {
             return Err(PersistenceError::Corrupt {
                 dir: self.root.clone(),
                 object: path,
                 reason: format!(
-                    "layout version {} is not supported (expected {LAYOUT})",
+                    "layout version {} is not supported (this build reads {READABLE_LAYOUTS:?})",
                     m.layout
                 ),
             });
@@ -321,52 +337,31 @@ impl StateDir {
         Ok(Some(m))
     }
 
-    /// Writes one service section as an object unless it exists; returns bytes written.
+    fn chunk_store(&self) -> ChunkStore {
+        ChunkStore::new(self.root.join("objects"))
+    }
+
+    /// Writes one service section as content-defined chunks, only those not stored yet;
+    /// returns the section's reference and the bytes written.
     fn write_object(
         &self,
         state: &dyn ServiceState,
     ) -> std::result::Result<(ObjectRef, u64), PersistenceError> {
         let objects = self.root.join("objects");
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&objects)
-            .map_err(io_err("cannot create a temp file in", &objects))?;
-        let (digest, size) = {
-            let mut enc = zstd::Encoder::new(tmp.as_file_mut(), ZSTD_LEVEL)
-                .map_err(io_err("cannot compress into", &objects))?;
-            let mut hw = HashingWriter {
-                inner: &mut enc,
-                hasher: Hasher::new(),
-                size: 0,
-            };
-            failpoint::hit("object-write").map_err(io_err("cannot write", &objects))?;
-            state.encode_to(&mut hw).map_err(|e| {
-                io_err("cannot encode into", &objects)(io::Error::other(e.to_string()))
-            })?;
-            let (digest, size) = (hw.hasher.finish(), hw.size);
-            enc.finish().map_err(io_err("cannot write", &objects))?;
-            (digest, size)
-        };
+        let (chunks, size, written) = self
+            .chunk_store()
+            .write_section(|w| {
+                state
+                    .encode_to(w)
+                    .map_err(|e| io::Error::other(e.to_string()))
+            })
+            .map_err(io_err("cannot write the state into", &objects))?;
         let r = ObjectRef {
             state_version: state.version(),
-            digest,
+            digest: chunks::section_digest(&chunks),
             size,
+            chunks,
         };
-        let dest = self.object_path(&digest);
-        if dest.is_file() {
-            return Ok((r, 0));
-        }
-        let written = tmp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
-        failpoint::hit("object-fsync").map_err(io_err("cannot fsync", tmp.path()))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(io_err("cannot fsync", tmp.path()))?;
-        let parent = dest.parent().unwrap_or(&self.root).to_path_buf();
-        create_private_dir_all(&parent).map_err(io_err("cannot create", &parent))?;
-        failpoint::hit("object-rename").map_err(io_err("cannot rename into", &dest))?;
-        tmp.persist(&dest)
-            .map_err(|e| io_err("cannot rename into", &dest)(e.error))?;
-        fsync_dir(&parent).map_err(io_err("cannot fsync", &parent))?;
         Ok((r, written))
     }
 
@@ -392,20 +387,19 @@ impl StateDir {
         Ok(bytes.len() as u64)
     }
 
-    /// Decodes one object, checking its digest, and upgrades it to `version`.
-    fn read_object(
+    /// Layout 1: the whole section as one zstd object named by its content digest.
+    fn read_legacy_object(
         &self,
         service: &str,
         r: &ObjectRef,
-        version: u32,
+        path: &Path,
     ) -> std::result::Result<Box<dyn ServiceState>, PersistenceError> {
-        let path = self.object_path(&r.digest);
         let corrupt = |reason: String| PersistenceError::Corrupt {
             dir: self.root.clone(),
-            object: path.clone(),
+            object: path.to_path_buf(),
             reason,
         };
-        let f = File::open(&path)
+        let f = File::open(path)
             .map_err(|e| corrupt(format!("{service} state object cannot be opened: {e}")))?;
         let mut dec = zstd::Decoder::new(BufReader::new(f)).map_err(|e| corrupt(e.to_string()))?;
         dec.window_log_max(27).map_err(|e| corrupt(e.to_string()))?;
@@ -428,6 +422,47 @@ impl StateDir {
                 hr.size, r.size
             )));
         }
+        Ok(state)
+    }
+
+    /// Decodes one object, checking its digest, and upgrades it to `version`.
+    fn read_object(
+        &self,
+        service: &str,
+        r: &ObjectRef,
+        version: u32,
+    ) -> std::result::Result<Box<dyn ServiceState>, PersistenceError> {
+        // A chunked section has no file of its own: its errors name the bad chunk, or the
+        // manifest that lists the chunks.
+        let path = if r.chunks.is_empty() {
+            self.object_path(&r.digest)
+        } else {
+            self.manifest_path()
+        };
+        let corrupt = |reason: String| PersistenceError::Corrupt {
+            dir: self.root.clone(),
+            object: path.clone(),
+            reason,
+        };
+        let state = if r.chunks.is_empty() {
+            self.read_legacy_object(service, r, &path)?
+        } else {
+            let store = self.chunk_store();
+            let mut reader = store.reader(&r.chunks);
+            let decoded = crate::state::decode_section(service, r.state_version, &mut reader);
+            let failed = reader.failed.take();
+            let bad = |reason: String| PersistenceError::Corrupt {
+                dir: self.root.clone(),
+                object: failed.clone().unwrap_or_else(|| path.clone()),
+                reason,
+            };
+            let (state, trailing) =
+                decoded.map_err(|e| bad(format!("{service} state does not decode: {e}")))?;
+            if trailing != 0 {
+                return Err(bad(format!("{trailing} bytes follow the {service} state")));
+            }
+            state
+        };
         if state.service() != service {
             return Err(corrupt(format!(
                 "object holds {} state, manifest says {service}",
@@ -457,7 +492,11 @@ impl StateDir {
 
     /// Removes objects the manifest does not name.
     fn collect_objects(&self, m: &StateManifest) -> u64 {
-        let keep: BTreeSet<Digest> = m.services.values().map(|r| r.digest).collect();
+        let keep: BTreeSet<Digest> = m
+            .services
+            .values()
+            .flat_map(|r| std::iter::once(r.digest).chain(r.chunks.iter().map(|c| c.digest)))
+            .collect();
         let mut removed = 0;
         let base = self.root.join("objects").join("sha256");
         let Ok(dirs) = fs::read_dir(&base) else {
@@ -478,24 +517,6 @@ impl StateDir {
             }
         }
         removed
-    }
-}
-
-struct HashingWriter<'a, W: Write> {
-    inner: &'a mut W,
-    hasher: Hasher,
-    size: u64,
-}
-
-impl<W: Write> Write for HashingWriter<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -527,9 +548,34 @@ pub struct SaveReport {
     pub duration_ms: u128,
 }
 
+/// Outcome of the last blob collection, for `/_cryopod/health`.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlobCollectionReport {
+    /// When it finished.
+    pub time: String,
+    /// What it removed and kept.
+    #[serde(flatten)]
+    pub collected: Collected,
+}
+
+/// Blobs are collected after a save at most this often (a listing of the blob directory is
+/// not free); an explicit save through the API always collects.
+const BLOB_GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A blob stored less than this long ago is never collected (see
+/// [`BlobStore::collect_garbage`]): one hour by default, `CRYOPOD_BLOB_GC_GRACE_SECONDS` to
+/// change it (tests set 0 to see collection happen at once).
+fn blob_gc_grace() -> Duration {
+    std::env::var("CRYOPOD_BLOB_GC_GRACE_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(3600), Duration::from_secs)
+}
+
 #[derive(Default)]
 struct Status {
     last_save: Option<SaveReport>,
+    last_blob_collection: Option<BlobCollectionReport>,
     last_error: Option<String>,
     pending: BTreeSet<String>,
     loaded: bool,
@@ -547,6 +593,10 @@ pub struct Persistence {
     durable: tokio::sync::Notify,
     save_requested: tokio::sync::Notify,
     total_bytes_written: AtomicU64,
+    /// The blobs each saved (or loaded) section refers to: with the running state's, what
+    /// blob collection keeps.
+    saved_blobs: Mutex<BTreeMap<String, BTreeSet<Digest>>>,
+    last_blob_collection: Mutex<Option<Instant>>,
 }
 
 impl Persistence {
@@ -572,6 +622,8 @@ impl Persistence {
             durable: tokio::sync::Notify::new(),
             save_requested: tokio::sync::Notify::new(),
             total_bytes_written: AtomicU64::new(0),
+            saved_blobs: Mutex::default(),
+            last_blob_collection: Mutex::default(),
             config,
         });
         let manifest = match p.dir.read_manifest() {
@@ -604,6 +656,15 @@ impl Persistence {
             // Keeping the old manifest would skip writing a new one when the next save's
             // objects happen to equal the quarantined ones, and would keep naming them.
             *p.io_lock.lock().await = None;
+        }
+        // Blobs left by a crash between storing them and saving a state that refers to them.
+        if p.config.load == LoadStrategy::OnStartup {
+            let weak = Arc::downgrade(&p);
+            tokio::spawn(async move {
+                if let Some(p) = weak.upgrade() {
+                    p.collect_blobs(true).await;
+                }
+            });
         }
         // Whatever was loaded is what is on disk: nothing to save yet.
         p.runtime.changes().take();
@@ -674,6 +735,9 @@ impl Persistence {
                     }
                 }
                 create_private_dir_all(&self.dir.root.join("objects"))?;
+                // The blobs stay in use by the running state's store, so they are linked,
+                // not moved: the quarantined state stays complete after blob collection.
+                self.runtime.blobs().preserve_into(&q.join("blobs"))?;
                 let msg = format!(
                     "{e}; the saved state was moved to {} and the emulator starts empty",
                     q.display()
@@ -717,16 +781,18 @@ impl Persistence {
                 .map_err(|e| {
                     io_err("cannot load", &self.dir.root)(io::Error::other(e.to_string()))
                 })??;
-            for d in state.blobs() {
-                if !self.runtime.blobs().contains(&d) {
+            let referenced = state.blobs();
+            for d in &referenced {
+                if !self.runtime.blobs().contains(d) {
                     return Err(PersistenceError::Corrupt {
                         dir: self.dir.root.clone(),
-                        object: self.runtime.blobs().path(&d),
+                        object: self.runtime.blobs().path(d),
                         reason: format!("{name} state refers to blob {d}, which is missing"),
                     });
                 }
             }
             snapshot.services.insert(name.clone(), state);
+            self.saved_blobs.lock().insert(name.clone(), referenced);
         }
         let loaded: Vec<String> = snapshot.services.keys().cloned().collect();
         let before = self.runtime.changes().generation();
@@ -812,15 +878,17 @@ impl Persistence {
                     ))
                 })?;
             let dir = self.dir.clone();
-            let (refs, bytes) = tokio::task::spawn_blocking(move || {
+            let (refs, bytes, blob_refs) = tokio::task::spawn_blocking(move || {
                 let mut refs = BTreeMap::new();
+                let mut blob_refs = BTreeMap::new();
                 let mut bytes = 0;
                 for (name, state) in &snapshot.services {
                     let (r, written) = dir.write_object(state.as_ref())?;
                     bytes += written;
                     refs.insert(name.clone(), r);
+                    blob_refs.insert(name.clone(), state.blobs());
                 }
-                Ok::<_, PersistenceError>((refs, bytes))
+                Ok::<_, PersistenceError>((refs, bytes, blob_refs))
             })
             .await
             .map_err(|e| {
@@ -851,6 +919,7 @@ impl Persistence {
                         io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string()))
                     })??;
             }
+            self.saved_blobs.lock().extend(blob_refs);
             Ok::<u64, PersistenceError>(bytes)
         }
         .await;
@@ -878,6 +947,7 @@ impl Persistence {
                 self.durable_generation
                     .fetch_max(generation, Ordering::SeqCst);
                 self.durable.notify_waiters();
+                self.collect_blobs(false).await;
                 Ok(report)
             }
             Err(e) => {
@@ -890,6 +960,70 @@ impl Persistence {
                 self.durable.notify_waiters();
                 Err(e)
             }
+        }
+    }
+
+    /// Removes blobs that neither the saved state nor the running state refers to (deleted
+    /// objects, replaced code packages, blobs a crash left unreferenced). Runs after a save at
+    /// most every [`BLOB_GC_INTERVAL`] (`force` ignores the interval), and only when every
+    /// saved section's references are known: a service that is saved but not loaded (lazy
+    /// loading, or not enabled in this run) still owns its blobs.
+    async fn collect_blobs(&self, force: bool) {
+        let blobs = self.runtime.blobs().clone();
+        if blobs.root() != self.dir.root.join("blobs") {
+            return;
+        }
+        {
+            let mut last = self.last_blob_collection.lock();
+            if !force && last.is_some_and(|t| t.elapsed() < BLOB_GC_INTERVAL) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let saved_services: Vec<String> = match self.io_lock.lock().await.as_ref() {
+            Some(m) => m.services.keys().cloned().collect(),
+            None => Vec::new(),
+        };
+        let saved = self.saved_blobs.lock().clone();
+        if let Some(unknown) = saved_services.iter().find(|s| !saved.contains_key(*s)) {
+            tracing::debug!(service = %unknown, "blob collection skipped: a saved service is not loaded");
+            return;
+        }
+        let live = match self.runtime.capture(None, &ScopeFilter::all()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "blob collection skipped: cannot capture the state");
+                return;
+            }
+        };
+        let grace = blob_gc_grace();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut keep: BTreeSet<Digest> = saved.into_values().flatten().collect();
+            for state in live.services.values() {
+                keep.extend(state.blobs());
+            }
+            // This capture's own registration would make the collection skip itself.
+            drop(live);
+            blobs.collect_garbage(&keep, grace)
+        })
+        .await;
+        match done {
+            Ok(Ok(collected)) => {
+                if collected.skipped {
+                    // An export is reading an earlier capture: try again after the next save.
+                    *self.last_blob_collection.lock() = None;
+                    return;
+                }
+                if collected.removed > 0 {
+                    tracing::info!(?collected, "collected unreferenced blobs");
+                }
+                self.status.lock().last_blob_collection = Some(BlobCollectionReport {
+                    time: now_rfc3339(),
+                    collected,
+                });
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "blob collection failed"),
+            Err(e) => tracing::warn!(error = %e, "blob collection failed"),
         }
     }
 
@@ -968,6 +1102,7 @@ impl RequestHooks for Persistence {
             "load_strategy": self.config.load.to_string(),
             "flush_interval_seconds": self.config.flush_interval.as_secs_f64(),
             "last_save": st.last_save,
+            "last_blob_collection": st.last_blob_collection,
             "last_error": st.last_error,
             "pending_services": st.pending,
             "loaded": st.loaded,
@@ -986,6 +1121,7 @@ impl RequestHooks for Persistence {
                 e.to_string(),
             )
         })?;
+        self.collect_blobs(true).await;
         Ok(serde_json::to_value(report).unwrap_or(Value::Null))
     }
 
