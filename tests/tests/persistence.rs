@@ -470,12 +470,12 @@ fn on_request_a_write_is_acknowledged_only_once_durable_even_when_a_save_fails()
         dir.path(),
         "ON_REQUEST",
         &[],
-        &[("CRYOPOD_FAILPOINT", "manifest-fsync")],
+        &[("CRYOPOD_FAILPOINT", "journal-fsync")],
     );
     let notes = emu.notes(ACCOUNT, "eu-west-1");
     let (status, answer) = notes.call("CreateNotebook", json!({ "NotebookName": "first" }));
-    // The save the write waits for fails. The background saver retries at once, so the write
-    // is either refused (not durable) or acknowledged because the retry made it durable.
+    // The journal commit the write waits for fails. The background saver retries, so the
+    // write is either refused (not durable) or acknowledged because the retry made it durable.
     if status != 200 {
         assert!(status >= 500, "{status} {answer}");
         assert!(
@@ -483,7 +483,7 @@ fn on_request_a_write_is_acknowledged_only_once_durable_even_when_a_save_fails()
             "the error does not say why: {answer}"
         );
         assert!(
-            answer.to_string().contains("manifest-fsync"),
+            answer.to_string().contains("journal-fsync"),
             "the error does not say where: {answer}"
         );
     }
@@ -500,6 +500,47 @@ fn on_request_a_write_is_acknowledged_only_once_durable_even_when_a_save_fails()
             "acknowledged notebook {name} was lost: {found:?}"
         );
     }
+}
+
+#[test]
+fn on_request_commits_go_to_a_journal_that_the_next_start_folds_whatever_the_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let emu = persisted(dir.path(), "ON_REQUEST", &[], &[]);
+    write_state(&emu, "journaled");
+    let before = observe(&emu);
+    let p = persistence(&emu);
+    assert!(
+        p["journal"]["bytes"].as_u64().is_some_and(|b| b > 12),
+        "commits are appended to the journal: {p}"
+    );
+    let journal = manifest(dir.path()).expect("a manifest")["journal"].clone();
+    assert!(journal.is_string(), "the manifest names the journal");
+    let emu = emu.kill_and_restart();
+    assert_eq!(
+        observe(&emu),
+        before,
+        "the journal's commits load after SIGKILL"
+    );
+    emu.kill();
+
+    // Another strategy folds the journal into the object store and removes it.
+    let emu = persisted(dir.path(), "MANUAL", &[], &[]);
+    assert_eq!(observe(&emu), before);
+    let m = manifest(dir.path()).expect("a manifest");
+    assert!(m.get("journal").is_none(), "{m}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("journal-"))
+        .collect();
+    assert!(left.is_empty(), "folded journals are removed: {left:?}");
+    emu.kill();
+    let emu = persisted(dir.path(), "MANUAL", &[], &[]);
+    assert_eq!(
+        observe(&emu),
+        before,
+        "the folded state loads without a journal"
+    );
 }
 
 #[test]

@@ -76,12 +76,7 @@ impl ChunkStore {
         &self,
         encode: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<(Vec<ChunkRef>, u64, u64)> {
-        let mut batch = Batch {
-            store: self,
-            chunks: Vec::new(),
-            new: Vec::new(),
-            size: 0,
-        };
+        let mut batch = Batch::new(self, None);
         {
             let mut w = ChunkingWriter {
                 buf: Vec::with_capacity(CUT_AT + MAX_CHUNK),
@@ -92,6 +87,50 @@ impl ChunkStore {
         }
         let written = batch.commit()?;
         Ok((batch.chunks, batch.size, written))
+    }
+
+    /// Like [`ChunkStore::write_section`], but new chunks are returned (digest and compressed
+    /// bytes) instead of written: for a journal commit. `known` says which chunks are stored
+    /// elsewhere already (in the journal).
+    #[allow(clippy::type_complexity)]
+    pub fn encode_inline(
+        &self,
+        encode: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+        known: &dyn Fn(&Digest) -> bool,
+    ) -> io::Result<(Vec<ChunkRef>, u64, Vec<(Digest, Vec<u8>)>)> {
+        let mut batch = Batch::new(self, Some(known));
+        {
+            let mut w = ChunkingWriter {
+                buf: Vec::with_capacity(CUT_AT + MAX_CHUNK),
+                sink: &mut batch,
+            };
+            encode(&mut w)?;
+            w.cut(true)?;
+        }
+        Ok((batch.chunks, batch.size, batch.inline))
+    }
+
+    /// Stores chunks that arrive already compressed (folding a journal), with the same
+    /// durability order as a save; returns the bytes written.
+    pub fn store_compressed(
+        &self,
+        chunks: impl IntoIterator<Item = io::Result<(Digest, Vec<u8>)>>,
+    ) -> io::Result<u64> {
+        let mut batch = Batch::new(self, None);
+        for c in chunks {
+            let (digest, compressed) = c?;
+            let dest = self.path(&digest);
+            if dest.is_file() || batch.new.iter().any(|(_, d)| *d == dest) {
+                continue;
+            }
+            batch.put_compressed(dest, &compressed)?;
+        }
+        batch.commit()
+    }
+
+    /// Whether chunk `d` is stored as a file.
+    pub fn contains(&self, d: &Digest) -> bool {
+        self.path(d).is_file()
     }
 
     /// A reader of a chunked section that decompresses each chunk and checks its digest and
@@ -123,26 +162,55 @@ struct Batch<'a> {
     /// New chunks written to temp files, with their final names.
     new: Vec<(tempfile::NamedTempFile, PathBuf)>,
     size: u64,
+    /// Journal mode: new chunks are kept here instead of written; chunks `known` skips.
+    known: Option<&'a dyn Fn(&Digest) -> bool>,
+    inline: Vec<(Digest, Vec<u8>)>,
+    inline_seen: std::collections::HashSet<Digest>,
 }
 
-impl Batch<'_> {
+impl<'a> Batch<'a> {
+    fn new(store: &'a ChunkStore, known: Option<&'a dyn Fn(&Digest) -> bool>) -> Self {
+        Batch {
+            store,
+            chunks: Vec::new(),
+            new: Vec::new(),
+            size: 0,
+            known,
+            inline: Vec::new(),
+            inline_seen: Default::default(),
+        }
+    }
+
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
         let digest = Digest::of(bytes);
         let size = u32::try_from(bytes.len()).map_err(io::Error::other)?;
         self.chunks.push(ChunkRef { digest, size });
         self.size += bytes.len() as u64;
         let dest = self.store.path(&digest);
+        if let Some(known) = self.known {
+            if known(&digest) || self.inline_seen.contains(&digest) || dest.is_file() {
+                return Ok(());
+            }
+            self.inline_seen.insert(digest);
+            let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)?;
+            self.inline.push((digest, compressed));
+            return Ok(());
+        }
         // Named files are durable (see the module docs), and a chunk repeated inside this
         // section is written once.
         if dest.is_file() || self.new.iter().any(|(_, d)| *d == dest) {
             return Ok(());
         }
+        let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)?;
+        self.put_compressed(dest, &compressed)
+    }
+
+    fn put_compressed(&mut self, dest: PathBuf, compressed: &[u8]) -> io::Result<()> {
         failpoint::hit("object-write")?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(&self.store.root)?;
-        let compressed = zstd::bulk::compress(bytes, ZSTD_LEVEL)?;
-        tmp.write_all(&compressed)?;
+        tmp.write_all(compressed)?;
         self.new.push((tmp, dest));
         Ok(())
     }

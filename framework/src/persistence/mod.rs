@@ -8,6 +8,7 @@
 //!                                 named by the sha256 of its uncompressed bytes (layout 1,
 //!                                 still read: one object per whole section)
 //!   blobs/sha256/ab/abcd…         the runtime's blob store (object bodies, code packages)
+//!   journal-<id>.log              `ON_REQUEST` commits newer than the manifest ([`journal`])
 //! DATA_DIR/quarantine/<time>/     a saved state that failed to load, moved aside on request
 //! ```
 //! A save writes new objects first and the manifest last, each as temp file → fsync →
@@ -46,8 +47,10 @@ use crate::snapshot::{Snapshot, now_rfc3339};
 use crate::state::{Digest, MergeStrategy, ServiceState};
 
 mod chunks;
+mod journal;
 pub use chunks::ChunkRef;
 use chunks::ChunkStore;
+use journal::Journal;
 
 /// When state is written to the data dir.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,6 +220,10 @@ pub struct StateManifest {
     pub saved_at: String,
     /// Per service.
     pub services: BTreeMap<String, ObjectRef>,
+    /// The `ON_REQUEST` journal continuing this snapshot (a file in the state directory), if
+    /// any: its commits are newer than the sections above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
 }
 
 /// One service's saved section.
@@ -244,7 +251,7 @@ const READABLE_LAYOUTS: [u32; 2] = [1, 2];
 /// Injected I/O failures for crash and fault tests: `CRYOPOD_FAILPOINT=<step>[:<n>]` makes the
 /// n-th (default first) occurrence of a save step fail. Steps: `object-write`,
 /// `object-fsync`, `object-rename`, `dir-fsync`, `manifest-write`, `manifest-fsync`,
-/// `manifest-rename`.
+/// `manifest-rename`, `journal-write`, `journal-fsync`.
 mod failpoint {
     use std::io;
     use std::sync::OnceLock;
@@ -490,6 +497,28 @@ impl StateDir {
         }
     }
 
+    /// Journal files in the state directory.
+    fn journal_files(&self) -> Vec<String> {
+        let Ok(rd) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("journal-") && n.ends_with(".log"))
+            .collect()
+    }
+
+    /// Removes journals the manifest does not name (folded, or created by a save that did not
+    /// complete).
+    fn remove_stale_journals(&self, keep: Option<String>) {
+        for name in self.journal_files() {
+            if Some(&name) != keep.as_ref() {
+                tracing::info!(journal = %name, "removing a journal no manifest names");
+                let _ = fs::remove_file(self.root.join(name));
+            }
+        }
+    }
+
     /// Removes objects the manifest does not name.
     fn collect_objects(&self, m: &StateManifest) -> u64 {
         let keep: BTreeSet<Digest> = m
@@ -597,6 +626,8 @@ pub struct Persistence {
     /// blob collection keeps.
     saved_blobs: Mutex<BTreeMap<String, BTreeSet<Digest>>>,
     last_blob_collection: Mutex<Option<Instant>>,
+    /// The open `ON_REQUEST` journal the manifest names; only touched under `io_lock`.
+    journal: Arc<Mutex<Option<Journal>>>,
 }
 
 impl Persistence {
@@ -624,6 +655,7 @@ impl Persistence {
             total_bytes_written: AtomicU64::new(0),
             saved_blobs: Mutex::default(),
             last_blob_collection: Mutex::default(),
+            journal: Arc::default(),
             config,
         });
         let manifest = match p.dir.read_manifest() {
@@ -647,7 +679,34 @@ impl Persistence {
                 .unwrap_or_default();
             st.loaded = manifest.is_none();
         }
+        let named_journal = manifest.as_ref().and_then(|m| m.journal.clone());
         *p.io_lock.lock().await = manifest;
+        if let Some(name) = &named_journal {
+            let path = p.dir.root.join(name);
+            match tokio::task::spawn_blocking(move || Journal::open(&path)).await {
+                Ok(Ok(j)) => *p.journal.lock() = Some(j),
+                Ok(Err(e)) => {
+                    p.corrupt(PersistenceError::Corrupt {
+                        dir: p.dir.root.clone(),
+                        object: p.dir.root.join(name),
+                        reason: e.to_string(),
+                    })?;
+                    *p.io_lock.lock().await = None;
+                }
+                Err(e) => return Err(Error::Io(io::Error::other(e.to_string()))),
+            }
+        }
+        // Loading never reads a journal: commits left by an `ON_REQUEST` run are folded into
+        // the object store first, and `ON_REQUEST` gets a journal to append to.
+        let has_commits = p.journal.lock().as_ref().is_some_and(|j| !j.is_empty());
+        let on_request = p.config.save == SaveStrategy::OnRequest;
+        if has_commits || on_request != p.journal.lock().is_some() {
+            p.save(Some(Vec::new()))
+                .await
+                .map_err(|e| Error::Io(io::Error::other(e.to_string())))?;
+        }
+        p.dir
+            .remove_stale_journals(p.journal.lock().as_ref().map(|j| j.file_name()));
         if p.config.load == LoadStrategy::OnStartup
             && let Err(e) = p.load_services(None).await
         {
@@ -701,7 +760,7 @@ impl Persistence {
                                 notified.await;
                             }
                         }
-                        let failed = p.save_dirty().await.is_err();
+                        let failed = p.commit().await.is_err();
                         drop(p);
                         if failed {
                             tokio::time::sleep(backoff).await;
@@ -728,12 +787,15 @@ impl Persistence {
                 let stamp = now_rfc3339().replace(':', "-");
                 let q = self.config.data_dir.join("quarantine").join(&stamp);
                 create_private_dir_all(&q)?;
-                for name in ["manifest.json", "objects"] {
-                    let from = self.dir.root.join(name);
+                let mut names = vec!["manifest.json".to_string(), "objects".to_string()];
+                names.extend(self.dir.journal_files());
+                for name in names {
+                    let from = self.dir.root.join(&name);
                     if from.exists() {
-                        fs::rename(&from, q.join(name))?;
+                        fs::rename(&from, q.join(&name))?;
                     }
                 }
+                *self.journal.lock() = None;
                 create_private_dir_all(&self.dir.root.join("objects"))?;
                 // The blobs stay in use by the running state's store, so they are linked,
                 // not moved: the quarantined state stays complete after blob collection.
@@ -902,22 +964,91 @@ impl Persistence {
                     io_err("cannot sync blobs in", &self.dir.root)(io::Error::other(e.to_string()))
                 })?
                 .map_err(io_err("cannot sync blobs in", &self.dir.root))?;
+            // Fold the journal: its newest chunk lists (for services this save did not
+            // rewrite) join the manifest, their chunks become objects, and `ON_REQUEST` gets a
+            // fresh journal, all named by the one manifest written below.
+            let on_request = self.config.save == SaveStrategy::OnRequest;
+            let journal = self.journal.clone();
+            let store = self.dir.chunk_store();
+            let root = self.dir.root.clone();
+            let rewritten: BTreeSet<String> = refs.keys().cloned().collect();
+            let (folded, fold_bytes, fresh) = tokio::task::spawn_blocking(move || {
+                let j = journal.lock();
+                let mut folded = BTreeMap::new();
+                let mut bytes = 0;
+                if let Some(j) = j.as_ref().filter(|j| !j.is_empty()) {
+                    folded = j
+                        .refs()
+                        .iter()
+                        .filter(|(k, _)| !rewritten.contains(*k))
+                        .map(|(k, r)| (k.clone(), r.clone()))
+                        .collect::<BTreeMap<_, _>>();
+                    let needed: Vec<Digest> = folded
+                        .values()
+                        .flat_map(|r| r.chunks.iter().map(|c| c.digest))
+                        .filter(|d| !store.contains(d))
+                        .collect();
+                    bytes = store.store_compressed(
+                        needed.into_iter().map(|d| j.read_chunk(&d).map(|b| (d, b))),
+                    )?;
+                }
+                let fresh = match j.as_ref() {
+                    Some(j) if on_request && j.is_empty() => None,
+                    _ if on_request => Some(Journal::create(&root)?),
+                    _ => None,
+                };
+                Ok::<_, io::Error>((folded, bytes, fresh))
+            })
+            .await
+            .map_err(|e| io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string())))?
+            .map_err(io_err("cannot fold the journal into", &self.dir.root))?;
+            let journal_name = match &fresh {
+                Some(j) => Some(j.file_name()),
+                None if on_request => self.journal.lock().as_ref().map(Journal::file_name),
+                None => None,
+            };
             let changed = refs
                 .iter()
+                .chain(folded.iter())
                 .any(|(k, r)| manifest.services.get(k) != Some(r))
+                || manifest.journal != journal_name
                 || guard.is_none();
+            manifest.services.extend(folded);
             manifest.services.extend(refs);
             manifest.layout = LAYOUT;
-            let mut bytes = bytes;
+            manifest.journal = journal_name;
+            let mut bytes = bytes + fold_bytes;
             if changed {
                 manifest.saved_at = now_rfc3339();
                 let dir = self.dir.clone();
                 let m = manifest.clone();
-                bytes += tokio::task::spawn_blocking(move || dir.write_manifest(&m))
+                let written = tokio::task::spawn_blocking(move || dir.write_manifest(&m))
                     .await
                     .map_err(|e| {
                         io_err("cannot save to", &self.dir.root)(io::Error::other(e.to_string()))
-                    })??;
+                    })
+                    .and_then(|r| r);
+                match written {
+                    Ok(n) => bytes += n,
+                    Err(e) => {
+                        if let Some(j) = fresh {
+                            let _ = fs::remove_file(j.path());
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            // The manifest now names the fresh journal (or none): the old one is folded.
+            let old = {
+                let mut j = self.journal.lock();
+                match fresh {
+                    Some(f) => j.replace(f),
+                    None if on_request => None,
+                    None => j.take(),
+                }
+            };
+            if let Some(old) = old {
+                let _ = fs::remove_file(old.path());
             }
             self.saved_blobs.lock().extend(blob_refs);
             Ok::<u64, PersistenceError>(bytes)
@@ -926,11 +1057,12 @@ impl Persistence {
         match result {
             Ok(bytes) => {
                 *guard = Some(manifest.clone());
-                drop(guard);
+                // Under the lock: a journal commit must not name an object being collected.
                 let dir = self.dir.clone();
                 let removed = tokio::task::spawn_blocking(move || dir.collect_objects(&manifest))
                     .await
                     .unwrap_or(0);
+                drop(guard);
                 let report = SaveReport {
                     time: now_rfc3339(),
                     services: names,
@@ -956,6 +1088,121 @@ impl Persistence {
                 dirty.retain(|k, _| !pending.contains(*k));
                 self.runtime.changes().restore(dirty);
                 tracing::error!(error = %e, "save failed; the previous saved state is intact");
+                self.status.lock().last_error = Some(e.to_string());
+                self.durable.notify_waiters();
+                Err(e)
+            }
+        }
+    }
+
+    /// An `ON_REQUEST` group commit: the changed services' new chunks and chunk lists appended
+    /// to the journal with one `fdatasync`, instead of a full save's files, renames and
+    /// directory syncs. Folds the journal into the object store once it is large.
+    pub async fn commit(&self) -> std::result::Result<SaveReport, PersistenceError> {
+        if self.journal.lock().is_none() {
+            return self.save(None).await;
+        }
+        let guard = self.io_lock.lock().await;
+        let started = Instant::now();
+        let generation = self.runtime.changes().generation();
+        let mut dirty = self.runtime.changes().take();
+        let pending: BTreeSet<String> = self.status.lock().pending.clone();
+        let others: BTreeMap<&'static str, BTreeSet<crate::scope::Scope>> = dirty
+            .iter()
+            .filter(|(k, _)| pending.contains(**k))
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        dirty.retain(|k, _| !pending.contains(*k));
+        self.runtime.changes().restore(others);
+        let names: Vec<String> = dirty.keys().map(|s| s.to_string()).collect();
+        let result = async {
+            if names.is_empty() {
+                return Ok((0, BTreeMap::new(), 0));
+            }
+            let snapshot = self
+                .runtime
+                .capture(Some(&names), &ScopeFilter::all())
+                .await
+                .map_err(|e| {
+                    io_err("cannot capture state for", &self.dir.root)(io::Error::other(
+                        e.to_string(),
+                    ))
+                })?;
+            let journal = self.journal.clone();
+            let store = self.dir.chunk_store();
+            let blobs = self.runtime.blobs().clone();
+            let root = self.dir.root.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut j = journal.lock();
+                let Some(j) = j.as_mut() else {
+                    return Err(io::Error::other("the journal is closed"));
+                };
+                let mut refs = BTreeMap::new();
+                let mut chunks = Vec::new();
+                let mut blob_refs = BTreeMap::new();
+                for (name, state) in &snapshot.services {
+                    let known = |d: &Digest| j.has_chunk(d);
+                    let (list, size, new) = store.encode_inline(
+                        |w| {
+                            state
+                                .encode_to(w)
+                                .map_err(|e| io::Error::other(e.to_string()))
+                        },
+                        &known,
+                    )?;
+                    refs.insert(
+                        name.clone(),
+                        ObjectRef {
+                            state_version: state.version(),
+                            digest: chunks::section_digest(&list),
+                            size,
+                            chunks: list,
+                        },
+                    );
+                    chunks.extend(new);
+                    blob_refs.insert(name.clone(), state.blobs());
+                }
+                drop(snapshot);
+                // Blobs the commit refers to are durable before the commit is.
+                blobs.sync_pending()?;
+                let bytes = j.append(refs, chunks)?;
+                Ok((bytes, blob_refs, j.len()))
+            })
+            .await
+            .map_err(|e| io_err("cannot commit to", &root)(io::Error::other(e.to_string())))?
+            .map_err(io_err("cannot commit to the journal in", &self.dir.root))
+        }
+        .await;
+        drop(guard);
+        match result {
+            Ok((bytes, blob_refs, journal_len)) => {
+                self.saved_blobs.lock().extend(blob_refs);
+                let report = SaveReport {
+                    time: now_rfc3339(),
+                    services: names,
+                    bytes_written: bytes,
+                    duration_ms: started.elapsed().as_millis(),
+                };
+                self.total_bytes_written.fetch_add(bytes, Ordering::SeqCst);
+                {
+                    let mut st = self.status.lock();
+                    st.last_save = Some(report.clone());
+                    st.last_error = None;
+                }
+                self.durable_generation
+                    .fetch_max(generation, Ordering::SeqCst);
+                self.durable.notify_waiters();
+                if journal_len > journal::COMPACT_AT
+                    && let Err(e) = self.save(Some(Vec::new())).await
+                {
+                    tracing::warn!(error = %e, "folding the journal failed; it keeps growing until a fold succeeds");
+                }
+                self.collect_blobs(false).await;
+                Ok(report)
+            }
+            Err(e) => {
+                self.runtime.changes().restore(dirty);
+                tracing::error!(error = %e, "journal commit failed; the previous saved state is intact");
                 self.status.lock().last_error = Some(e.to_string());
                 self.durable.notify_waiters();
                 Err(e)
@@ -1103,6 +1350,10 @@ impl RequestHooks for Persistence {
             "flush_interval_seconds": self.config.flush_interval.as_secs_f64(),
             "last_save": st.last_save,
             "last_blob_collection": st.last_blob_collection,
+            "journal": self.journal.lock().as_ref().map(|j| json!({
+                "file": j.file_name(),
+                "bytes": j.len(),
+            })),
             "last_error": st.last_error,
             "pending_services": st.pending,
             "loaded": st.loaded,
