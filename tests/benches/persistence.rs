@@ -2,7 +2,9 @@
 //! 1. request latency (p50, p99) of a PutObject / SendMessage / PutItem mix while `SCHEDULED`
 //!    flushes run back to back over a large state, versus persistence off;
 //! 2. `ON_REQUEST` throughput of small writes versus persistence off;
-//! 3. start-up time with `ON_STARTUP` for the saved state versus `cat` of the same files.
+//! 3. start-up time with `ON_STARTUP` for the saved state versus `cat` of the same files;
+//! 4. bytes written by a save after changing one DynamoDB item, versus the first save (and
+//!    versus the whole state on disk, blobs included).
 //!
 //! Size: `CRYOPOD_BENCH_MB` MiB of object data (default 1024) plus `CRYOPOD_BENCH_ITEMS`
 //! DynamoDB items (default 100,000). Run: `cargo bench -p cryopod-tests --bench persistence`
@@ -291,4 +293,41 @@ async fn main() {
         start.as_secs_f64() / cat.as_secs_f64().max(1e-9)
     );
     drop(again);
+
+    // 4. Bytes written by a save after a one-item change, versus the first save.
+    let manual = Emulator::start_with(&["--persistence", "--save-strategy", "MANUAL"], &[]);
+    fill(&manual, mb, items).await;
+    let (status, first) = manual.api_post("/_cryopod/state/save");
+    assert_eq!(status, 200, "{first}");
+    dynamodb(&manual.endpoint, REGION, ACCOUNT)
+        .put_item()
+        .table_name("bench")
+        .item("pk", AttributeValue::S(format!("item-{}", items / 2)))
+        .item("n", AttributeValue::N("0".into()))
+        .item("payload", AttributeValue::S("y".repeat(200)))
+        .send()
+        .await
+        .expect("item");
+    let (status, second) = manual.api_post("/_cryopod/state/save");
+    assert_eq!(status, 200, "{second}");
+    let first = first["bytes_written"].as_u64().unwrap_or(0);
+    let second = second["bytes_written"].as_u64().unwrap_or(0);
+    let on_disk = dir_size(&manual.data_dir.join("state"));
+    println!(
+        "4. save after changing 1 of {items} items: {second} bytes; first save {first} bytes ({:.3} %); state on disk incl. blobs {on_disk} bytes ({:.4} %)",
+        second as f64 * 100.0 / first.max(1) as f64,
+        second as f64 * 100.0 / on_disk.max(1) as f64
+    );
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }

@@ -685,114 +685,35 @@ impl Drop for Browser {
     }
 }
 
-/// The client side of a WebSocket (RFC 6455), just what the DevTools protocol needs: text
-/// messages, masked as a client must, fragments joined, pings answered.
+/// The page's DevTools socket (a WebSocket, through `tungstenite`): text messages out, text
+/// messages in, pings answered by the library.
 struct DevToolsSocket {
-    reader: BufReader<std::net::TcpStream>,
-    writer: std::net::TcpStream,
+    ws: tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
 }
 
 impl DevToolsSocket {
     fn connect(url: &str) -> std::io::Result<DevToolsSocket> {
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| std::io::Error::other(format!("not a ws:// URL: {url}")))?;
-        let (host_port, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let stream = std::net::TcpStream::connect(host_port)?;
-        stream.set_read_timeout(Some(BROWSER_WAIT))?;
-        let mut writer = stream.try_clone()?;
-        // No Origin header: Chromium accepts origin-less DevTools clients.
-        write!(
-            writer,
-            "GET /{path} HTTP/1.1\r\nHost: {host_port}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: Y3J5b3BvZC1sYXVuY2hwYWQ=\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        )?;
-        let mut reader = BufReader::new(stream);
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        if !status.starts_with("HTTP/1.1 101") {
-            return Err(std::io::Error::other(format!(
-                "no WebSocket upgrade: {status}"
-            )));
+        let (ws, _) = tungstenite::connect(url).map_err(std::io::Error::other)?;
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = ws.get_ref() {
+            s.set_read_timeout(Some(BROWSER_WAIT))?;
         }
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h)? == 0 || h == "\r\n" {
-                break;
-            }
-        }
-        Ok(DevToolsSocket { reader, writer })
-    }
-
-    fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
-        const MASK: [u8; 4] = [0x5a, 0x17, 0xc3, 0x88];
-        let mut frame = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&MASK);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-        self.writer.write_all(&frame)
+        Ok(DevToolsSocket { ws })
     }
 
     fn send_text(&mut self, text: &str) -> std::io::Result<()> {
-        self.send_frame(0x1, text.as_bytes())
+        self.ws
+            .send(tungstenite::Message::text(text))
+            .map_err(std::io::Error::other)
     }
 
     fn recv_text(&mut self) -> std::io::Result<String> {
-        use std::io::Read;
-        let mut message = Vec::new();
         loop {
-            let mut head = [0u8; 2];
-            self.reader.read_exact(&mut head)?;
-            let fin = head[0] & 0x80 != 0;
-            let opcode = head[0] & 0x0f;
-            let len = match head[1] & 0x7f {
-                126 => {
-                    let mut b = [0u8; 2];
-                    self.reader.read_exact(&mut b)?;
-                    u64::from(u16::from_be_bytes(b))
+            match self.ws.read().map_err(std::io::Error::other)? {
+                tungstenite::Message::Text(t) => return Ok(t.to_string()),
+                tungstenite::Message::Close(_) => {
+                    return Err(std::io::Error::other("chromium closed the DevTools socket"));
                 }
-                127 => {
-                    let mut b = [0u8; 8];
-                    self.reader.read_exact(&mut b)?;
-                    u64::from_be_bytes(b)
-                }
-                n => u64::from(n),
-            };
-            let mask = if head[1] & 0x80 != 0 {
-                let mut m = [0u8; 4];
-                self.reader.read_exact(&mut m)?;
-                Some(m)
-            } else {
-                None
-            };
-            let mut payload = vec![0u8; usize::try_from(len).map_err(std::io::Error::other)?];
-            self.reader.read_exact(&mut payload)?;
-            if let Some(m) = mask {
-                for (i, b) in payload.iter_mut().enumerate() {
-                    *b ^= m[i % 4];
-                }
-            }
-            match opcode {
-                0x8 => return Err(std::io::Error::other("chromium closed the DevTools socket")),
-                0x9 => self.send_frame(0xA, &payload)?,
-                0xA => {}
-                _ => {
-                    message.extend_from_slice(&payload);
-                    if fin {
-                        return String::from_utf8(message).map_err(std::io::Error::other);
-                    }
-                }
+                _ => {}
             }
         }
     }
