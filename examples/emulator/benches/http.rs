@@ -1,11 +1,19 @@
 //! HTTP overhead of export and import: the internal API over loopback versus in-process
-//! `capture`/`apply` of the same state, in the same run (issue "emulator runtime").
+//! `Runtime::export`/`Runtime::import` of the same state, in the same run (issue #3).
 //!
 //! The state is `CRYOPOD_BENCH_MB` MiB (default 1024) of incompressible note attachments
 //! (16 MiB each) plus 20,000 small notes. Run: `cargo bench -p cryopod-emulator --bench http`.
+//!
+//! The export comparison is like for like: both sides write the same bundle into a sink
+//! that only counts bytes. In-process, `Runtime::export` writes into the sink; over HTTP,
+//! the server streams the bundle and the client counts the body chunks it receives. Neither
+//! side fills a 1 GiB buffer (whose page faults would otherwise be charged to one side
+//! only). Exports run `CRYOPOD_BENCH_ROUNDS` times (default 3), alternating which variant
+//! goes first; the medians are compared. CPU seconds are for the whole process (server,
+//! client and helper threads), read from `/proc/self/stat`.
 
-use std::io::Cursor;
-use std::time::Instant;
+use std::io::{self, Cursor, Write};
+use std::time::{Duration, Instant};
 
 use cryopod::server::TestServer;
 use cryopod::{MergeStrategy, Runtime, ScopeFilter};
@@ -13,6 +21,10 @@ use futures::StreamExt;
 use rand::RngCore;
 
 const ATTACHMENT: usize = 16 * 1024 * 1024;
+
+/// The manifest's `created_at` is RFC 3339 with trailing zeros of the fraction trimmed, so
+/// two exports of the same state may differ in length by this much.
+const TIMESTAMP_SLACK: u64 = 10;
 
 async fn call(client: &reqwest::Client, endpoint: &str, op: &str, body: serde_json::Value) {
     let resp = client
@@ -32,12 +44,96 @@ fn runtime() -> Runtime {
         .expect("runtime")
 }
 
+/// A `Write` that keeps nothing: the in-process twin of a client that consumes the body.
+#[derive(Default)]
+struct CountingSink(u64);
+
+impl Write for CountingSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.0 += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// User + system CPU seconds of this process, all threads.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // `rest` starts at field 3 (state), so field n is at index n - 3. Clock ticks are
+    // 100 per second on Linux.
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: f64,
+    bytes: u64,
+}
+
+async fn export_in_process(rt: &Runtime) -> Sample {
+    let (c, t) = (cpu_seconds(), Instant::now());
+    let (sink, _) = rt
+        .export(
+            None,
+            &ScopeFilter::all(),
+            CountingSink::default(),
+            Default::default(),
+        )
+        .await
+        .expect("export");
+    Sample {
+        wall: t.elapsed(),
+        cpu: cpu_seconds() - c,
+        bytes: sink.0,
+    }
+}
+
+async fn export_http(client: &reqwest::Client, ep: &str) -> Sample {
+    let (c, t) = (cpu_seconds(), Instant::now());
+    let resp = client
+        .get(format!("{ep}/_cryopod/state"))
+        .send()
+        .await
+        .expect("export request");
+    assert!(resp.status().is_success(), "export: {}", resp.status());
+    let mut bytes = 0u64;
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        bytes += chunk.expect("chunk").len() as u64;
+    }
+    Sample {
+        wall: t.elapsed(),
+        cpu: cpu_seconds() - c,
+        bytes,
+    }
+}
+
+fn median(mut v: Vec<Sample>) -> Sample {
+    v.sort_by_key(|s| s.wall);
+    v[v.len() / 2]
+}
+
 #[tokio::main]
 async fn main() {
     let mb: usize = std::env::var("CRYOPOD_BENCH_MB")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1024);
+    let rounds: usize = std::env::var("CRYOPOD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let server = TestServer::start_with_runtime(runtime()).await;
     let client = reqwest::Client::new();
     let ep = server.endpoint.clone();
@@ -62,8 +158,39 @@ async fn main() {
     }
     println!("state: {n} attachments of 16 MiB + 20,000 small notes");
 
-    // In-process: capture + write the bundle to memory; decode + apply from memory.
-    let t = Instant::now();
+    // Export: in-process into a counting sink versus GET /_cryopod/state into a counting
+    // sink, alternating the order round by round.
+    let (mut local, mut http) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let (a, b) = if round % 2 == 0 {
+            let a = export_in_process(&server.runtime).await;
+            (a, export_http(&client, &ep).await)
+        } else {
+            let b = export_http(&client, &ep).await;
+            (export_in_process(&server.runtime).await, b)
+        };
+        assert!(
+            a.bytes.abs_diff(b.bytes) <= TIMESTAMP_SLACK,
+            "HTTP export ({} bytes) differs in size from in-process export ({} bytes)",
+            b.bytes,
+            a.bytes
+        );
+        println!(
+            "export round {}: in-process {:.2} s ({:.2} CPU s), HTTP {:.2} s ({:.2} CPU s), ratio {:.2}x",
+            round + 1,
+            a.wall.as_secs_f64(),
+            a.cpu,
+            b.wall.as_secs_f64(),
+            b.cpu,
+            b.wall.as_secs_f64() / a.wall.as_secs_f64()
+        );
+        local.push(a);
+        http.push(b);
+    }
+    let (a, b) = (median(local), median(http));
+
+    // Import: the same bundle bytes (exported untimed) from memory in-process, and as the
+    // body of POST /_cryopod/state to a fresh emulator.
     let (bundle, _) = server
         .runtime
         .export(
@@ -74,7 +201,6 @@ async fn main() {
         )
         .await
         .expect("export");
-    let in_export = t.elapsed();
     let target = runtime();
     let t = Instant::now();
     target
@@ -82,30 +208,11 @@ async fn main() {
         .await
         .expect("import");
     let in_import = t.elapsed();
-
-    // HTTP: GET /_cryopod/state into memory; POST it to a fresh emulator.
-    let t = Instant::now();
-    let resp = client
-        .get(format!("{ep}/_cryopod/state"))
-        .send()
-        .await
-        .expect("export request");
-    let mut body = Vec::with_capacity(bundle.len());
-    let mut stream = resp.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        body.extend_from_slice(&chunk.expect("chunk"));
-    }
-    let http_export = t.elapsed();
-    assert_eq!(
-        body.len(),
-        bundle.len(),
-        "HTTP export differs in size from in-process export"
-    );
     let fresh = TestServer::start_with_runtime(runtime()).await;
     let t = Instant::now();
     let resp = client
         .post(format!("{}/_cryopod/state?merge=overwrite", fresh.endpoint))
-        .body(body)
+        .body(bundle.clone())
         .send()
         .await
         .expect("import request");
@@ -115,10 +222,13 @@ async fn main() {
     let mib = bundle.len() as f64 / (1024.0 * 1024.0);
     println!("bundle: {mib:.0} MiB");
     println!(
-        "export: in-process {:.2} s, HTTP {:.2} s, ratio {:.2}x",
-        in_export.as_secs_f64(),
-        http_export.as_secs_f64(),
-        http_export.as_secs_f64() / in_export.as_secs_f64()
+        "export (median of {rounds}): in-process {:.2} s ({:.2} CPU s), HTTP {:.2} s ({:.2} CPU s), ratio {:.2}x (CPU {:.2}x)",
+        a.wall.as_secs_f64(),
+        a.cpu,
+        b.wall.as_secs_f64(),
+        b.cpu,
+        b.wall.as_secs_f64() / a.wall.as_secs_f64(),
+        b.cpu / a.cpu
     );
     println!(
         "import: in-process {:.2} s, HTTP {:.2} s, ratio {:.2}x",
