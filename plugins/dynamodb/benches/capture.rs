@@ -7,10 +7,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cryopod::{MergeStrategy, Runtime, Scope, ScopeFilter, ServiceState, Snapshot};
-use cryopod_dynamodb::SERVICE;
+use cryopod::{MergeStrategy, Runtime, Scope, ScopeFilter, Snapshot};
 use cryopod_dynamodb::state::{DynamoState, IndexDef, KeySchema, Projection, Table};
 use cryopod_dynamodb::value::{AttrValue, Item, ItemKey, KeyVal};
+use cryopod_dynamodb::{DynamoService, SERVICE};
 
 fn item(i: usize) -> (ItemKey, Item) {
     let pk = format!("user#{:07}", i / 10);
@@ -73,22 +73,49 @@ fn table(n: usize, with_gsi: bool) -> Table {
         items: (0..n).map(item).collect(),
         indexes: Default::default(),
         size_bytes: 0,
-        derived_ready: false,
     };
     t.rebuild_indexes();
     t
 }
 
-fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut best = Duration::MAX;
-    let mut out = None;
-    for _ in 0..runs {
-        let t = Instant::now();
-        let v = f();
-        best = best.min(t.elapsed());
-        out = Some(v);
+/// Process CPU time (user + system, every thread) from `/proc/self/stat`, in clock ticks
+/// of 10 ms; zero where that file does not exist.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Duration::from_millis(f.iter().sum::<u64>() * 10)
+}
+
+/// Best wall time and best process CPU time of `f` over the rounds it was run.
+#[derive(Clone, Copy)]
+struct Best {
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Best {
+    fn new() -> Self {
+        Best {
+            wall: Duration::MAX,
+            cpu: Duration::MAX,
+        }
     }
-    (best, out.expect("at least one run"))
+
+    /// Runs `f` once and keeps the better times; the result is dropped after the timer.
+    fn run<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let (c, t) = (cpu_time(), Instant::now());
+        let v = f();
+        self.wall = self.wall.min(t.elapsed());
+        self.cpu = self.cpu.min(cpu_time().saturating_sub(c));
+        v
+    }
 }
 
 fn runtime() -> Runtime {
@@ -101,18 +128,71 @@ fn runtime() -> Runtime {
     }
 }
 
+/// One Query on the GSI (or on the table without one) of group `g7`, limited to one item.
+fn first_query(tokio: &tokio::runtime::Runtime, rt: &Runtime, with_gsi: bool) {
+    let svc = rt.service(SERVICE).expect("dynamodb runs");
+    let ddb = svc
+        .as_any()
+        .downcast_ref::<DynamoService>()
+        .expect("the dynamodb service");
+    let body = if with_gsi {
+        serde_json::json!({
+            "TableName": "bench", "IndexName": "by-group", "Limit": 1,
+            "KeyConditionExpression": "#g = :g",
+            "ExpressionAttributeNames": {"#g": "group"},
+            "ExpressionAttributeValues": {":g": {"S": "g7"}}
+        })
+    } else {
+        serde_json::json!({
+            "TableName": "bench", "Limit": 1,
+            "KeyConditionExpression": "pk = :p",
+            "ExpressionAttributeValues": {":p": {"S": "user#0000007"}}
+        })
+    };
+    let out = tokio
+        .block_on(ddb.call(&Scope::default(), "Query", body))
+        .expect("query");
+    assert_eq!(out["Count"], 1, "{out}");
+}
+
 fn main() {
     let n: usize = std::env::var("DDB_BENCH_ITEMS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
+    // Rounds per measurement; baseline and subject alternate inside each round so that
+    // load from other processes hits both alike.
+    let rounds: usize = std::env::var("DDB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio");
-    println!("| case | items | plain Vec (rmp named) | cryopod | ratio |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
+    let ratio = |a: Duration, b: Duration| format!("{:.2}×", b.as_secs_f64() / a.as_secs_f64());
+    let row = |case: &str, a: Best, b: Best| {
+        println!(
+            "| {case} | {n} | {} | {} | {} | {} / {} | {} |",
+            ms(a.wall),
+            ms(b.wall),
+            ratio(a.wall, b.wall),
+            ms(a.cpu),
+            ms(b.cpu),
+            ratio(a.cpu, b.cpu)
+        );
+    };
+    println!(
+        "| case | items | plain Vec (rmp named) | cryopod | ratio | CPU plain / cryopod | CPU ratio |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    if std::env::var_os("DDB_BENCH_BREAKDOWN").is_some() {
+        breakdown(n);
+        return;
+    }
     for with_gsi in [false, true] {
+        let label = if with_gsi { " (table + 1 GSI)" } else { "" };
         let t = table(n, with_gsi);
         let plain: Vec<Item> = t.items.values().cloned().collect();
         let mut state = DynamoState::default();
@@ -128,88 +208,128 @@ fn main() {
             .block_on(rt.apply(snap, MergeStrategy::Overwrite))
             .expect("seed");
 
-        // Capture: O(1) clone under the barrier, then encode.
-        let (plain_enc, plain_bytes) = best(3, || rmp_serde::to_vec_named(&plain).expect("encode"));
-        let (cap, bytes) = best(3, || {
+        // Capture: O(1) clone under the barrier, then encode through the section codec.
+        let capture_once = || {
             let s = tokio
                 .block_on(rt.capture(None, &ScopeFilter::all()))
                 .expect("capture");
             let mut out = Vec::new();
             s.services[SERVICE].encode_to(&mut out).expect("encode");
             out
-        });
-        // The clone alone, which is what writers wait for.
-        let (clone_only, _) = best(3, || {
-            tokio
-                .block_on(rt.capture(None, &ScopeFilter::all()))
-                .expect("capture")
-        });
-        // Apply: decode, install, rebuild indexes.
-        let (plain_dec, _) = best(3, || {
-            rmp_serde::from_slice::<Vec<Item>>(&plain_bytes).expect("decode")
-        });
-        // A fresh target each run, returned so that dropping it happens outside the timer
-        // (the plain baseline does not time the drop of its result either).
-        let (apply, _) = best(3, || {
+        };
+        let plain_bytes = rmp_serde::to_vec_named(&plain).expect("encode");
+        let bytes = capture_once();
+        let (mut p_enc, mut c_enc, mut clone_only) = (Best::new(), Best::new(), Best::new());
+        for _ in 0..rounds {
+            p_enc.run(|| rmp_serde::to_vec_named(&plain).expect("encode"));
+            c_enc.run(capture_once);
+            // The clone alone, which is what writers wait for.
+            clone_only.run(|| {
+                tokio
+                    .block_on(rt.capture(None, &ScopeFilter::all()))
+                    .expect("capture")
+            });
+        }
+        drop(plain);
+
+        // Apply into a fresh runtime, the section decoded as an import decodes it (typed
+        // section codec). Each result is dropped after its timer stops (the plain
+        // baseline does not time the drop of its result either).
+        let apply_once = || {
             let target = runtime();
-            let st: Box<dyn ServiceState> = rmp_serde::from_slice(&bytes).expect("decode");
+            let (st, _) =
+                cryopod::state::decode_section(SERVICE, 1, &mut &bytes[..]).expect("decode");
             let mut snap = Snapshot::default();
             snap.services.insert(SERVICE.into(), st);
             tokio
                 .block_on(target.apply(snap, MergeStrategy::Overwrite))
                 .expect("apply");
             target
-        });
-        let (decode_only, _) = best(3, || {
-            rmp_serde::from_slice::<Box<dyn ServiceState>>(&bytes).expect("decode")
-        });
-        let (concrete_enc, _) = best(3, || {
-            let s = tokio
-                .block_on(rt.capture(None, &ScopeFilter::all()))
-                .expect("capture");
-            let st = s.services[SERVICE]
-                .as_any()
-                .downcast_ref::<DynamoState>()
-                .expect("dynamodb state")
-                .clone();
-            rmp_serde::to_vec_named(&st).expect("encode")
-        });
-        let label = if with_gsi { " (table + 1 GSI)" } else { "" };
-        let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
-        let ratio = |a: Duration, b: Duration| format!("{:.2}×", b.as_secs_f64() / a.as_secs_f64());
-        println!(
-            "| capture{label}: clone + encode | {n} | {} | {} | {} |",
-            ms(plain_enc),
-            ms(cap),
-            ratio(plain_enc, cap)
+        };
+        let (mut p_dec, mut c_dec, mut apply, mut ready) =
+            (Best::new(), Best::new(), Best::new(), Best::new());
+        for _ in 0..rounds {
+            drop(p_dec.run(|| rmp_serde::from_slice::<Vec<Item>>(&plain_bytes).expect("decode")));
+            drop(c_dec.run(|| {
+                cryopod::state::decode_section(SERVICE, 1, &mut &bytes[..]).expect("decode")
+            }));
+            drop(apply.run(apply_once));
+            // Apply, then one query that needs the derived index (the GSI when there is
+            // one): the time until the restored table answers index queries.
+            drop(ready.run(|| {
+                let target = apply_once();
+                first_query(&tokio, &target, with_gsi);
+                target
+            }));
+        }
+        row(&format!("capture{label}: clone + encode"), p_enc, c_enc);
+        row(&format!("apply{label}: decode + install"), p_dec, apply);
+        row(
+            &format!("apply{label}, then a first query on the index (index built)"),
+            p_dec,
+            ready,
+        );
+        row(
+            &format!("apply{label}: decode only (typed codec, item map built)"),
+            p_dec,
+            c_dec,
         );
         println!(
-            "| apply{label}: decode + install + rebuild indexes | {n} | {} | {} | {} |",
-            ms(plain_dec),
-            ms(apply),
-            ratio(plain_dec, apply)
-        );
-        println!(
-            "| capture{label}: encode without the typetag wrapper | {n} | {} | {} | {} |",
-            ms(plain_enc),
-            ms(concrete_enc),
-            ratio(plain_enc, concrete_enc)
-        );
-        println!(
-            "| apply{label}: decode only (typetag + building the item map) | {n} | {} | {} | {} |",
-            ms(plain_dec),
-            ms(decode_only),
-            ratio(plain_dec, decode_only)
-        );
-        println!(
-            "| bytes{label} | {n} | {} | {} | {:.2}× |",
+            "| bytes{label} | {n} | {} | {} | {:.2}× | | |",
             plain_bytes.len(),
             bytes.len(),
             bytes.len() as f64 / plain_bytes.len() as f64
         );
         println!(
-            "| capture{label}: writer pause (O(1) clone) | {n} | | {:.3} ms | |",
-            clone_only.as_secs_f64() * 1000.0
+            "| capture{label}: writer pause (O(1) clone) | {n} | | {:.3} ms | | | |",
+            clone_only.wall.as_secs_f64() * 1000.0
         );
     }
+}
+
+/// Where the time of an apply goes, step by step (`DDB_BENCH_BREAKDOWN=1`).
+fn breakdown(n: usize) {
+    let t = table(n, false);
+    let plain: Vec<Item> = t.items.values().cloned().collect();
+    let bytes = rmp_serde::to_vec_named(&plain).expect("encode");
+    drop(plain);
+    let step = |name: &str, f: &mut dyn FnMut()| {
+        let mut b = Best::new();
+        for _ in 0..3 {
+            b.run(&mut *f);
+        }
+        println!("{name}: {:?} (cpu {:?})", b.wall, b.cpu);
+    };
+    step("from_slice Vec<Item>", &mut || {
+        drop(rmp_serde::from_slice::<Vec<Item>>(&bytes).expect("decode"))
+    });
+    step("from_read (BufReader<dyn Read>) Vec<Item>", &mut || {
+        let mut r: &[u8] = &bytes;
+        let r: &mut dyn std::io::Read = &mut r;
+        let rd = std::io::BufReader::with_capacity(64 * 1024, r);
+        drop(rmp_serde::from_read::<_, Vec<Item>>(rd).expect("decode"))
+    });
+    let items = rmp_serde::from_slice::<Vec<Item>>(&bytes).expect("decode");
+    let key = |it: &Item| ItemKey {
+        hash: KeyVal::from_attr(it.get("pk").expect("pk")).expect("key"),
+        range: KeyVal::from_attr(it.get("sk").expect("sk")),
+    };
+    step("keys", &mut || {
+        drop(items.iter().map(key).collect::<Vec<_>>())
+    });
+    let keyed: Vec<(ItemKey, Item)> = items.iter().map(|i| (key(i), i.clone())).collect();
+    step("OrdMap from sorted", &mut || {
+        drop(
+            keyed
+                .iter()
+                .cloned()
+                .collect::<imbl::OrdMap<ItemKey, Item>>(),
+        )
+    });
+    step("clone keyed vec (baseline for the line above)", &mut || {
+        drop(keyed.to_vec())
+    });
+    step("sizes", &mut || {
+        std::hint::black_box(items.iter().map(|i| i.size()).sum::<usize>());
+    });
 }

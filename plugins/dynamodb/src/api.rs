@@ -783,7 +783,6 @@ fn create_table(
         items: Default::default(),
         indexes: Default::default(),
         size_bytes: 0,
-        derived_ready: false,
     };
     t.rebuild_indexes();
     tracing::info!(table = %name, scope = %scope, "created table");
@@ -829,7 +828,7 @@ pub fn describe(t: &Table, scope: &Scope, status: &str) -> Value {
         });
     }
     let idx_json = |i: &IndexDef, global: bool| {
-        let entries = t.indexes.get(&i.name);
+        let entries = t.index_entries(&i.name);
         let count = entries.map_or(0, |e| e.len());
         let size: u64 = entries.map_or(0, |e| {
             e.keys()
@@ -962,7 +961,7 @@ fn update_table(res: &mut DynamoScope, scope: &Scope, body: &Value) -> Result<Va
                         format!("Requested resource not found: Index: {iname} not found"),
                     ));
                 }
-                t.indexes.remove(iname);
+                t.drop_index(iname);
                 changed = true;
             } else if let Some(up) = u.get("Update") {
                 let iname = req_str(up, "IndexName")?;
@@ -1384,7 +1383,7 @@ impl<'a> Source<'a> {
                 Box::new(range_iter(&table.items, l, h, forward).map(|(_, v)| v))
             }
             Some((idx, _)) => {
-                let Some(set) = table.indexes.get(&idx.name) else {
+                let Some(set) = table.index_entries(&idx.name) else {
                     return Box::new(std::iter::empty());
                 };
                 let has_range = idx.key.range.is_some();

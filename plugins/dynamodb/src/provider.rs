@@ -109,11 +109,15 @@ impl StateProvider for DynamoService {
     }
 
     async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
-        // Secondary indexes are derived data, never serialized: rebuild those of every
-        // table that came from a bundle (tables taken from the running state keep theirs).
-        let mut s: DynamoState = state.downcast(crate::SERVICE)?;
-        s.rebuild_derived();
-        self.state.install(Box::new(s))
+        // Secondary indexes are derived data, never serialized: those of every table that
+        // came from a bundle are pending; build them in the background once installed
+        // (queries that need one first wait for it). Tables taken from the running state
+        // keep theirs.
+        let s: DynamoState = state.downcast(crate::SERVICE)?;
+        let builds = s.clone();
+        self.state.install(Box::new(s))?;
+        builds.start_index_builds();
+        Ok(())
     }
 
     fn empty_state(&self) -> Box<dyn ServiceState> {

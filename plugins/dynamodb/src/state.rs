@@ -3,12 +3,16 @@
 //! Items of a table live in an `imbl::OrdMap` keyed by [`ItemKey`] (partition key, sort key)
 //! with DynamoDB's order on key values, so a Query is a range scan and a capture clones the
 //! whole state in O(1). Secondary indexes are *derived*: ordered sets of [`IndexKey`]s kept
-//! beside the items but never serialized; [`Table::rebuild_indexes`] recreates them after a
-//! restore. The serialized form of a table stores its items as a plain sequence (each item
-//! holds its own key), so a bundle carries every item exactly once.
+//! beside the items but never serialized. After a restore they are rebuilt from the items
+//! off the request path ([`DerivedIndexes`]): a background pass starts when the state is
+//! installed, and a query or write that needs an index before it finishes waits for it.
+//! The serialized form of a table stores its items as a plain sequence (each item holds its
+//! own key), so a bundle carries every item exactly once.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::Bound;
+use std::sync::{Arc, OnceLock};
 
 use cryopod::{ResourceCounts, Resources, Scoped, ScopedState};
 use imbl::OrdMap;
@@ -100,15 +104,115 @@ pub struct Table {
     /// Items by primary key; serialized as a sequence of items.
     #[serde(serialize_with = "items_as_seq")]
     pub items: OrdMap<ItemKey, Item>,
-    /// Derived: index name → ordered index entries. Rebuilt by [`Table::rebuild_indexes`].
+    /// Derived: index name → ordered index entries, built from `items` (see
+    /// [`DerivedIndexes`]); read through [`Table::index_entries`].
     #[serde(skip)]
-    pub indexes: OrdMap<String, OrdMap<IndexKey, ()>>,
+    pub indexes: DerivedIndexes,
     /// Derived: sum of item sizes.
     #[serde(skip)]
     pub size_bytes: u64,
-    /// Whether the derived fields match the items.
-    #[serde(skip)]
-    pub derived_ready: bool,
+}
+
+/// Index name → ordered entries of that index.
+pub type IndexMaps = OrdMap<String, OrdMap<IndexKey, ()>>;
+
+/// The secondary index contents of one table: derived from its items, never serialized.
+///
+/// Why lazy: building a 1M-entry persistent index one key at a time costs several times
+/// what decoding the items does, and a restore should not make every caller wait for
+/// indexes that may never be queried. A restored table starts with its indexes *pending*;
+/// [`DynamoState::start_index_builds`] builds them on a background thread, and any query or
+/// write that needs them first waits for that build (or runs it itself if it got there
+/// first: a `OnceLock` guarantees the build happens once). Clones share the cell, so the O(1)
+/// clone of a capture stays O(1) and never forces a build.
+#[derive(Clone)]
+pub struct DerivedIndexes(Arc<OnceLock<IndexMaps>>);
+
+impl DerivedIndexes {
+    /// Indexes that are already built.
+    pub fn ready(maps: IndexMaps) -> Self {
+        Self(Arc::new(OnceLock::from(maps)))
+    }
+
+    /// Indexes still to be built from the table's items.
+    pub fn pending() -> Self {
+        Self(Arc::new(OnceLock::new()))
+    }
+
+    /// Whether the contents exist yet.
+    pub fn is_ready(&self) -> bool {
+        self.0.get().is_some()
+    }
+
+    fn get_or_build(&self, build: impl FnOnce() -> IndexMaps) -> &IndexMaps {
+        self.0.get_or_init(build)
+    }
+
+    /// The built contents for mutation: builds them if pending, then detaches this table's
+    /// copy from clones sharing the cell (an O(1) clone of the persistent maps).
+    fn make_mut(&mut self, build: impl FnOnce() -> IndexMaps) -> &mut IndexMaps {
+        self.0.get_or_init(build);
+        // A shared cell is cloned with its (initialized) contents; cells never go back to
+        // pending, so the contents are there either way.
+        match Arc::make_mut(&mut self.0).get_mut() {
+            Some(m) => m,
+            None => unreachable!("initialized just above and never reset"),
+        }
+    }
+}
+
+impl Default for DerivedIndexes {
+    /// No index entries (a table without items).
+    fn default() -> Self {
+        Self::ready(OrdMap::new())
+    }
+}
+
+impl fmt::Debug for DerivedIndexes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.get() {
+            Some(m) => f
+                .debug_map()
+                .entries(m.iter().map(|(k, v)| (k, v.len())))
+                .finish(),
+            None => f.write_str("<pending>"),
+        }
+    }
+}
+
+/// Builds the entries of every index in `defs` from `items`.
+fn build_index_maps<'a>(
+    items: &OrdMap<ItemKey, Item>,
+    defs: impl Iterator<Item = &'a IndexDef>,
+) -> IndexMaps {
+    let mut maps = OrdMap::new();
+    for idx in defs {
+        let mut entries: Vec<IndexKey> = items
+            .iter()
+            .filter_map(|(pk, item)| index_entry(idx, pk, item))
+            .collect();
+        // Inserting in key order keeps every insert at the right edge of the tree, where
+        // the path is hot in cache, instead of a random walk per entry.
+        entries.sort_unstable();
+        let set: OrdMap<IndexKey, ()> = entries.into_iter().map(|e| (e, ())).collect();
+        maps.insert(idx.name.clone(), set);
+    }
+    maps
+}
+
+/// The entry of `item` in index `idx`, if the item has the index's key attributes
+/// (indexes are sparse).
+fn index_entry(idx: &IndexDef, pk: &ItemKey, item: &Item) -> Option<IndexKey> {
+    let hash = KeyVal::from_attr(item.get(&idx.key.hash)?)?;
+    let range = match &idx.key.range {
+        Some(r) => Some(KeyVal::from_attr(item.get(r)?)?),
+        None => None,
+    };
+    Some(IndexKey {
+        hash,
+        range,
+        pk: pk.clone(),
+    })
 }
 
 fn items_as_seq<S: Serializer>(items: &OrdMap<ItemKey, Item>, s: S) -> Result<S::Ok, S::Error> {
@@ -153,19 +257,27 @@ impl TryFrom<TableRepr> for Table {
             tags: r.tags,
             deletion_protection: r.deletion_protection,
             items: OrdMap::new(),
-            indexes: OrdMap::new(),
+            indexes: DerivedIndexes::default(),
             size_bytes: 0,
-            derived_ready: false,
         };
-        let mut keyed = Vec::with_capacity(r.items.len());
+        let mut size = 0u64;
+        let mut items = OrdMap::new();
         for item in r.items {
             let k = t.item_key(item.attrs()).map_err(|e| {
                 format!("table {}: item without a valid key: {}", t.name, e.message)
             })?;
-            keyed.push((k, item));
+            size += item.size() as u64;
+            // Items were written in key order, so every insert lands at the right edge of
+            // the tree.
+            if let Some(dup) = items.insert(k, item) {
+                size = size.saturating_sub(dup.size() as u64);
+            }
         }
-        // Items were written in key order; from_iter on sorted input is the fast path.
-        t.items = keyed.into_iter().collect();
+        t.items = items;
+        t.size_bytes = size;
+        if t.all_indexes().next().is_some() && !t.items.is_empty() {
+            t.indexes = DerivedIndexes::pending();
+        }
         Ok(t)
     }
 }
@@ -317,25 +429,41 @@ impl Table {
     /// The entry of `item` in index `idx`, if the item has the index's key attributes
     /// (indexes are sparse).
     pub fn index_entry(&self, idx: &IndexDef, pk: &ItemKey, item: &Item) -> Option<IndexKey> {
-        let hash = KeyVal::from_attr(item.get(&idx.key.hash)?)?;
-        let range = match &idx.key.range {
-            Some(r) => Some(KeyVal::from_attr(item.get(r)?)?),
-            None => None,
-        };
-        Some(IndexKey {
-            hash,
-            range,
-            pk: pk.clone(),
-        })
+        index_entry(idx, pk, item)
+    }
+
+    /// The entries of index `name` in index order, or `None` for an index without entries
+    /// or unknown. Waits for (or runs) the build of a restored table's indexes.
+    pub fn index_entries(&self, name: &str) -> Option<&OrdMap<IndexKey, ()>> {
+        self.indexes
+            .get_or_build(|| build_index_maps(&self.items, self.all_indexes()))
+            .get(name)
+    }
+
+    /// Every index's entries, for mutation (builds pending indexes first).
+    fn index_maps_mut(&mut self) -> &mut IndexMaps {
+        let defs = self.local_indexes.iter().chain(self.global_indexes.iter());
+        let items = &self.items;
+        self.indexes.make_mut(|| build_index_maps(items, defs))
+    }
+
+    /// Removes index `name`'s entries (after its definition was removed).
+    pub fn drop_index(&mut self, name: &str) {
+        self.index_maps_mut().remove(name);
     }
 
     fn unindex(&mut self, pk: &ItemKey, item: &Item) {
         self.size_bytes = self.size_bytes.saturating_sub(item.size() as u64);
-        let defs: Vec<IndexDef> = self.all_indexes().cloned().collect();
-        for idx in &defs {
-            if let Some(e) = self.index_entry(idx, pk, item)
-                && let Some(set) = self.indexes.get_mut(&idx.name)
-            {
+        if self.all_indexes().next().is_none() {
+            return;
+        }
+        let entries: Vec<(String, IndexKey)> = self
+            .all_indexes()
+            .filter_map(|idx| index_entry(idx, pk, item).map(|e| (idx.name.clone(), e)))
+            .collect();
+        let maps = self.index_maps_mut();
+        for (name, e) in entries {
+            if let Some(set) = maps.get_mut(&name) {
                 set.remove(&e);
             }
         }
@@ -343,19 +471,29 @@ impl Table {
 
     fn reindex(&mut self, pk: &ItemKey, item: &Item) {
         self.size_bytes += item.size() as u64;
-        let defs: Vec<IndexDef> = self.all_indexes().cloned().collect();
-        for idx in &defs {
-            if let Some(e) = self.index_entry(idx, pk, item) {
-                self.indexes
-                    .entry(idx.name.clone())
-                    .or_default()
-                    .insert(e, ());
-            }
+        if self.all_indexes().next().is_none() {
+            return;
+        }
+        let entries: Vec<(String, IndexKey)> = self
+            .all_indexes()
+            .filter_map(|idx| index_entry(idx, pk, item).map(|e| (idx.name.clone(), e)))
+            .collect();
+        let maps = self.index_maps_mut();
+        for (name, e) in entries {
+            maps.entry(name).or_default().insert(e, ());
+        }
+    }
+
+    /// Builds pending indexes from the items as they are, before a change to the items.
+    fn force_indexes(&mut self) {
+        if self.all_indexes().next().is_some() {
+            self.index_maps_mut();
         }
     }
 
     /// Stores an item (already validated), keeping indexes in step; returns the old one.
     pub fn put(&mut self, pk: ItemKey, item: Item) -> Option<Item> {
+        self.force_indexes();
         let old = self.items.insert(pk.clone(), item.clone());
         if let Some(o) = &old {
             self.unindex(&pk, o);
@@ -366,26 +504,41 @@ impl Table {
 
     /// Deletes an item, keeping indexes in step; returns it.
     pub fn delete(&mut self, pk: &ItemKey) -> Option<Item> {
+        self.force_indexes();
         let old = self.items.remove(pk)?;
         self.unindex(pk, &old);
         Some(old)
     }
 
-    /// Recreates the derived index sets and size from the items: what a restore, or a new
-    /// GSI's backfill, needs.
+    /// Recreates the derived index sets and size from the items, now: what a new table or
+    /// a new GSI's backfill needs.
     pub fn rebuild_indexes(&mut self) {
-        let mut indexes = OrdMap::new();
-        for idx in self.all_indexes() {
-            let set: OrdMap<IndexKey, ()> = self
-                .items
-                .iter()
-                .filter_map(|(pk, item)| self.index_entry(idx, pk, item).map(|e| (e, ())))
-                .collect();
-            indexes.insert(idx.name.clone(), set);
-        }
-        self.indexes = indexes;
+        self.indexes = DerivedIndexes::ready(build_index_maps(&self.items, self.all_indexes()));
         self.size_bytes = self.items.values().map(|i| i.size() as u64).sum();
-        self.derived_ready = true;
+    }
+
+    /// Builds this table's pending indexes on a background thread, so the first query
+    /// after a restore finds them ready (or waits only for the rest of the build).
+    /// Nothing happens when they are built already.
+    pub fn start_index_build(&self) {
+        if self.indexes.is_ready() {
+            return;
+        }
+        let cell = self.indexes.clone();
+        let items = self.items.clone();
+        let defs: Vec<IndexDef> = self.all_indexes().cloned().collect();
+        let table = self.name.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ddb-index-{table}"))
+            .spawn(move || {
+                let start = std::time::Instant::now();
+                cell.get_or_build(|| build_index_maps(&items, defs.iter()));
+                tracing::debug!(table = %table, items = items.len(), elapsed = ?start.elapsed(), "secondary indexes built");
+            });
+        if let Err(e) = spawned {
+            // Still correct: the first query or write builds them instead.
+            tracing::warn!(table = %self.name, error = %e, "no thread for the index build; building on first use");
+        }
     }
 
     /// `arn:aws:dynamodb:{region}:{account}:table/{name}`.
@@ -472,29 +625,16 @@ impl ScopedState for DynamoState {
     }
 }
 
-cryopod::service_state!(
-    DynamoState,
-    service = "dynamodb",
-    version = 1,
-    tag = "dynamodb/1"
-);
+// `ServiceState` is implemented in `codec.rs` (by hand rather than with
+// `cryopod::service_state!`) so the section decoder can read from a slice.
 
 impl DynamoState {
-    /// Rebuilds every table's derived indexes that are not up to date (after decode).
-    pub fn rebuild_derived(&mut self) {
-        let scopes: Vec<cryopod::Scope> = self.scopes.iter().map(|(s, _)| s.clone()).collect();
-        for s in scopes {
-            let res = self.scopes.get_mut(&s);
-            let names: Vec<String> = res
-                .tables
-                .iter()
-                .filter(|(_, t)| !t.derived_ready)
-                .map(|(n, _)| n.clone())
-                .collect();
-            for n in names {
-                if let Some(t) = res.tables.get_mut(&n) {
-                    t.rebuild_indexes();
-                }
+    /// Starts the background build of every table whose indexes are pending (tables that
+    /// came from a bundle; tables taken from the running state have theirs).
+    pub fn start_index_builds(&self) {
+        for (_, res) in self.scopes.iter() {
+            for t in res.tables.values() {
+                t.start_index_build();
             }
         }
     }
