@@ -7,6 +7,7 @@
 //! SQS developer guide), because an emulator that accepts what AWS refuses lets bugs through.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -1448,7 +1449,7 @@ pub fn receive_once(
             c
         } else {
             queue_copy
-                .ready
+                .ready()
                 .range(..=(now, u64::MAX))
                 .filter(|(_, s)| !taken.contains(s))
                 .take(want)
@@ -1478,6 +1479,7 @@ pub fn receive_once(
             }
             queue_copy.set_visible_at(seq, now + vt_ms, false);
             if let Some(m) = queue_copy.messages.get_mut(&seq) {
+                let m = Arc::make_mut(m);
                 m.receive_count += 1;
                 m.first_received_at.get_or_insert(call.now);
             }

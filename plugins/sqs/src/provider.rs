@@ -177,11 +177,17 @@ impl SqsService {
             .ok_or_else(|| SqsError::missing("QueueUrl"))?;
         let (scope, name) = api::locate(call, url)?;
         let params = api::parse_receive(input)?;
+        // Builds the queue's receive index on the live state if this is its first receive
+        // since a restore: built inside a write it would live only in that write's copy,
+        // and an idle receive (which discards its copy) would build it again every time.
         let default_wait = self.state.read(|s| {
             s.scopes
                 .get(&scope)
                 .and_then(|r| r.queues.get(&name))
-                .map(|q| q.attr_i64("ReceiveMessageWaitTimeSeconds", 0))
+                .map(|q| {
+                    q.ready();
+                    q.attr_i64("ReceiveMessageWaitTimeSeconds", 0)
+                })
                 .ok_or_else(SqsError::no_queue)
         })?;
         let wait = Duration::from_secs(params.wait.unwrap_or(default_wait).max(0) as u64);
@@ -329,7 +335,7 @@ impl StateProvider for SqsService {
     /// Installs the state with each queue's clock shifted by the time elapsed since its
     /// capture, then wakes every long poll so it looks at the new state. The restore is one
     /// atomic swap, so dead-letter queues and their sources appear together; nothing else is
-    /// derived at run time (indexes are rebuilt as queues are decoded).
+    /// derived at run time (a queue's receive index is built at its first receive).
     async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
         let mut state: SqsState = state.downcast(crate::SERVICE)?;
         state.resume_at(self.clock.now_ms());

@@ -16,11 +16,17 @@
 //!
 //! # Indexes
 //! A queue's messages are kept by sequence number (`messages`), and a standard queue finds
-//! what to deliver through `ready`, an ordered set of `(visible_at, seq)`, so a receive costs
-//! O(log n) per message, never a scan of the whole queue. Indexes are derived: they are not
-//! serialized and are rebuilt when a queue is deserialized.
+//! what to deliver through its receive index ([`Queue::ready`]), an ordered set of
+//! `(visible_at, seq)`, so a receive costs O(log n) per message, never a scan of the whole
+//! queue. Indexes are derived and never serialized. The receive index is built on first use
+//! rather than when a queue is decoded: a restore of a million messages then costs what
+//! decoding them costs, and each queue pays for its index once, at its first receive (the
+//! provider builds it on the live state so later requests share it). The deduplication
+//! expiry index (FIFO queues only, bounded by the 5-minute window) is rebuilt on decode.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use cryopod::{Digest, ResourceCounts, Resources, Scoped, ScopedState};
@@ -125,8 +131,11 @@ pub struct Queue {
     pub last_modified_at: i64,
     /// The next message sequence number (FIFO `SequenceNumber`, and delivery order).
     pub next_seq: u64,
-    /// Messages by sequence number.
-    pub messages: OrdMap<u64, Message>,
+    /// Messages by sequence number. Each message is behind an `Arc` so that the map's
+    /// nodes stay small: a write copies the path to the message it changes (the state is
+    /// shared with the last capture), and a node of `Arc`s copies without copying 64
+    /// messages' strings; decoding moves 16-byte entries rather than whole messages.
+    pub messages: OrdMap<u64, Arc<Message>>,
     /// FIFO deduplication records by key (deduplication id, prefixed with the group when the
     /// deduplication scope is `messageGroup`).
     pub dedup: OrdMap<String, DedupRecord>,
@@ -135,12 +144,42 @@ pub struct Queue {
     pub last_purge_at: Option<i64>,
     /// Wall time minus queue time, see the module documentation.
     pub clock_offset_ms: i64,
-    /// `(visible_at, seq)` of every message: delivery order of a standard queue. Derived.
+    /// `(visible_at, seq)` of every message: delivery order of a standard queue. Derived,
+    /// built on first use; read it through [`Queue::ready`].
     #[serde(skip_serializing)]
-    pub ready: OrdSet<(i64, u64)>,
+    ready: ReadyIndex,
     /// `(expires_at, key)` of every deduplication record, for pruning. Derived.
     #[serde(skip_serializing)]
     pub dedup_expiry: OrdSet<(i64, String)>,
+}
+
+/// A queue's receive index, `(visible_at, seq)` of every message, built on first use.
+///
+/// Why lazy: rebuilding every queue's index while decoding a snapshot cost as much as
+/// decoding the messages themselves, although most queues of a restored state are not read
+/// right away. The index is derived from `messages` alone, so an index not built yet needs no
+/// maintenance: the mutators of [`Queue`] update it only once it exists. Cloning it is O(1)
+/// (a persistent set), so the capture barrier's clone stays O(1).
+#[derive(Clone, Default)]
+pub struct ReadyIndex(OnceLock<OrdSet<(i64, u64)>>);
+
+/// Two indexes are always equal: the index is derived from the messages, which the queue's
+/// equality compares, and whether it was built yet is not part of a queue's value.
+impl PartialEq for ReadyIndex {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ReadyIndex {}
+
+impl fmt::Debug for ReadyIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.get() {
+            Some(set) => write!(f, "ReadyIndex({} entries)", set.len()),
+            None => f.write_str("ReadyIndex(not built)"),
+        }
+    }
 }
 
 /// The serialized form of a [`Queue`]: the same fields without the derived indexes.
@@ -153,7 +192,7 @@ struct QueueRepr {
     created_at: i64,
     last_modified_at: i64,
     next_seq: u64,
-    messages: OrdMap<u64, Message>,
+    messages: OrdMap<u64, Arc<Message>>,
     dedup: OrdMap<String, DedupRecord>,
     #[serde(default)]
     last_purge_at: Option<i64>,
@@ -174,10 +213,10 @@ impl From<QueueRepr> for Queue {
             dedup: r.dedup,
             last_purge_at: r.last_purge_at,
             clock_offset_ms: r.clock_offset_ms,
-            ready: OrdSet::new(),
+            ready: ReadyIndex::default(),
             dedup_expiry: OrdSet::new(),
         };
-        q.rebuild_indexes();
+        q.rebuild_dedup_index();
         q
     }
 }
@@ -197,7 +236,7 @@ impl Queue {
             dedup: OrdMap::new(),
             last_purge_at: None,
             clock_offset_ms: 0,
-            ready: OrdSet::new(),
+            ready: ReadyIndex::default(),
             dedup_expiry: OrdSet::new(),
         }
     }
@@ -207,18 +246,36 @@ impl Queue {
         wall_ms - self.clock_offset_ms
     }
 
-    /// Recomputes the derived indexes from the messages and deduplication records.
+    /// Recomputes the derived indexes from the messages and deduplication records: the
+    /// receive index is dropped (to be built on next use), the deduplication index rebuilt.
     pub fn rebuild_indexes(&mut self) {
-        self.ready = self
-            .messages
-            .iter()
-            .map(|(seq, m)| (m.visible_at, *seq))
-            .collect();
+        self.ready = ReadyIndex::default();
+        self.rebuild_dedup_index();
+    }
+
+    fn rebuild_dedup_index(&mut self) {
         self.dedup_expiry = self
             .dedup
             .iter()
             .map(|(k, r)| (r.expires_at, k.clone()))
             .collect();
+    }
+
+    /// The receive index: `(visible_at, seq)` of every message, in delivery order of a
+    /// standard queue. Built from the messages on the first call (O(n log n) once), then
+    /// kept up to date by [`Queue::push`], [`Queue::remove`] and [`Queue::set_visible_at`].
+    pub fn ready(&self) -> &OrdSet<(i64, u64)> {
+        self.ready.0.get_or_init(|| {
+            self.messages
+                .iter()
+                .map(|(seq, m)| (m.visible_at, *seq))
+                .collect()
+        })
+    }
+
+    /// Whether the receive index exists yet (diagnostics and tests).
+    pub fn ready_is_built(&self) -> bool {
+        self.ready.0.get().is_some()
     }
 
     /// An integer attribute, or its default when unset or unparsable.
@@ -238,32 +295,39 @@ impl Queue {
     pub fn push(&mut self, msg: Message) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.ready.insert((msg.visible_at, seq));
-        self.messages.insert(seq, msg);
+        if let Some(ready) = self.ready.0.get_mut() {
+            ready.insert((msg.visible_at, seq));
+        }
+        self.messages.insert(seq, Arc::new(msg));
         seq
     }
 
     /// Removes a message and its index entry.
     pub fn remove(&mut self, seq: u64) -> Option<Message> {
         let msg = self.messages.remove(&seq)?;
-        self.ready.remove(&(msg.visible_at, seq));
-        Some(msg)
+        if let Some(ready) = self.ready.0.get_mut() {
+            ready.remove(&(msg.visible_at, seq));
+        }
+        Some(Arc::unwrap_or_clone(msg))
     }
 
     /// Changes when a message becomes visible, keeping the index in step.
     pub fn set_visible_at(&mut self, seq: u64, visible_at: i64, delayed: bool) {
         if let Some(m) = self.messages.get_mut(&seq) {
-            self.ready.remove(&(m.visible_at, seq));
+            let m = Arc::make_mut(m);
+            if let Some(ready) = self.ready.0.get_mut() {
+                ready.remove(&(m.visible_at, seq));
+                ready.insert((visible_at, seq));
+            }
             m.visible_at = visible_at;
             m.delayed = delayed;
-            self.ready.insert((visible_at, seq));
         }
     }
 
     /// Removes every message.
     pub fn clear(&mut self) {
         self.messages = OrdMap::new();
-        self.ready = OrdSet::new();
+        self.ready = ReadyIndex::default();
     }
 
     /// Remembers a deduplication key until `expires_at` (queue clock).
@@ -288,7 +352,7 @@ impl Queue {
 
     /// The earliest `visible_at` after `now` (queue clock), for long polls to sleep until.
     pub fn next_visible_after(&self, now: i64) -> Option<i64> {
-        self.ready.range((now + 1, 0)..).next().map(|(at, _)| *at)
+        self.ready().range((now + 1, 0)..).next().map(|(at, _)| *at)
     }
 
     /// `(visible, in flight, delayed)` counts at queue time `now`.
@@ -371,7 +435,8 @@ impl ScopedState for SqsState {
     }
 }
 
-cryopod::service_state!(SqsState, service = "sqs", version = 1, tag = "sqs/1");
+// `ServiceState` is implemented in `codec.rs` (by hand rather than with
+// `cryopod::service_state!`) so the section decoder can read from a slice.
 
 impl SqsState {
     /// Stamps every scope of a captured copy with the capture time.
@@ -442,8 +507,34 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&q).expect("encode");
         let back: Queue = rmp_serde::from_slice(&bytes).expect("decode");
         assert_eq!(back, q);
-        assert_eq!(back.ready.iter().next(), Some(&(1, 2)));
+        assert!(
+            !back.ready_is_built(),
+            "the receive index waits for its first use"
+        );
+        assert_eq!(back.ready().iter().next(), Some(&(1, 2)));
         assert_eq!(back.dedup_expiry.len(), 1);
+    }
+
+    #[test]
+    fn an_index_built_late_matches_one_kept_up_to_date() {
+        let mut eager = Queue::new("q".into(), false, OrdMap::new(), 0);
+        let _ = eager.ready();
+        let mut lazy = eager.clone();
+        lazy.rebuild_indexes();
+        for q in [&mut eager, &mut lazy] {
+            let a = q.push(msg(5));
+            let b = q.push(msg(1));
+            q.push(msg(3));
+            q.set_visible_at(a, 0, false);
+            q.remove(b);
+        }
+        assert!(eager.ready_is_built());
+        assert!(!lazy.ready_is_built());
+        assert_eq!(eager.ready(), lazy.ready());
+        assert_eq!(
+            lazy.ready().iter().collect::<Vec<_>>(),
+            vec![&(0, 1), &(3, 3)]
+        );
     }
 
     #[test]
