@@ -164,9 +164,21 @@ impl BlobStore {
         Ok(BlobWriter {
             store: self.clone(),
             file: tmp,
-            hasher: Hasher::new(),
+            hasher: Some(Hasher::new()),
+            expected: None,
             size: 0,
         })
+    }
+
+    /// A writer for content whose sha256 the caller verifies itself while streaming it (the
+    /// bundle reader checks every blob against its digest and fails the read on a mismatch):
+    /// the blob is named `digest` without hashing every byte a second time. The caller must
+    /// commit only once its verified read has reached the end without error.
+    pub fn writer_verified_by_caller(&self, digest: Digest) -> io::Result<BlobWriter> {
+        let mut w = self.writer()?;
+        w.hasher = None;
+        w.expected = Some(digest);
+        Ok(w)
     }
 
     /// Makes every blob committed so far durable (fsync of each new file and of its
@@ -301,7 +313,9 @@ impl BlobStore {
 pub struct BlobWriter {
     store: BlobStore,
     file: NamedTempFile,
-    hasher: Hasher,
+    /// `None` when the caller verifies the content ([`BlobStore::writer_verified_by_caller`]).
+    hasher: Option<Hasher>,
+    expected: Option<Digest>,
     size: u64,
 }
 
@@ -314,7 +328,11 @@ impl BlobWriter {
     /// Makes the blob durable under its digest and returns the digest and size. If the blob
     /// was already stored, the new copy is discarded.
     pub fn commit(self) -> io::Result<(Digest, u64)> {
-        let digest = self.hasher.finish();
+        let digest = match (self.hasher, self.expected) {
+            (Some(h), _) => h.finish(),
+            (None, Some(d)) => d,
+            (None, None) => return Err(io::Error::other("blob writer without a digest")),
+        };
         let dest = self.store.path(&digest);
         // Under the collection lock: once the blob is marked recent, no collection can remove
         // it before the caller's state refers to it.
@@ -338,7 +356,9 @@ impl BlobWriter {
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
         self.size += n as u64;
         Ok(n)
     }

@@ -241,17 +241,12 @@ pub fn read_bundle<R: Read>(
                     io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
                     continue;
                 }
-                let mut w = blobs.writer()?;
+                // The bundle reader verifies the blob's size and sha256 against `digest` and
+                // fails the read that reaches the end on a mismatch, so the blob store need not
+                // hash it again; it is named only after that read succeeded.
+                let mut w = blobs.writer_verified_by_caller(digest)?;
                 io::copy(&mut reader, &mut w).map_err(unwrap_bundle_error)?;
-                let (got, _) = w.commit()?;
-                if got != digest {
-                    return Err(cryopod_bundle::BundleError::DigestMismatch {
-                        what: "blob".into(),
-                        expected: digest,
-                        actual: got,
-                    }
-                    .into());
-                }
+                w.commit()?;
                 blobs_imported += 1;
             }
         }
