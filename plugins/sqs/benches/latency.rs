@@ -3,12 +3,16 @@
 //!
 //! `cargo bench -p cryopod-sqs --bench latency` (plain `main`, no harness). The state is
 //! `SQS_BENCH_MESSAGES` messages (default 1,000,000) in 100 standard queues; each phase runs
-//! `SQS_BENCH_SECONDS` seconds (default 10). Phases alternate: quiet, exporting, quiet,
-//! exporting, so slow drift of the machine hits both sides. One client sends and receives in
+//! `SQS_BENCH_SECONDS` seconds (default 10). Phases alternate (quiet, exporting, burning;
+//! twice), so slow drift of the machine hits both sides. One client sends and receives in
 //! turn on random queues (JSON protocol, one request at a time); during the exporting phases a
 //! second task loops on `GET /_cryopod/state?services=sqs`, streaming each bundle to a sink.
-//! Target (issue #5): p99 while exporting ≤ 2× p99 without.
+//! A third phase runs the client beside a thread that only burns CPU, to tell CPU sharing
+//! apart from effects of the snapshot itself. Target (issue #5): p99 while exporting ≤ 2×
+//! p99 without.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use cryopod::{MergeStrategy, Runtime, Scope, Snapshot};
@@ -199,7 +203,8 @@ fn main() {
         // after a restore); measured here, not in the phases.
         let mut first = Vec::new();
         for url in &urls {
-            let receive = json!({ "QueueUrl": url, "MaxNumberOfMessages": 1, "VisibilityTimeout": 600 });
+            let receive =
+                json!({ "QueueUrl": url, "MaxNumberOfMessages": 1, "VisibilityTimeout": 600 });
             first.push(client.call("ReceiveMessage", &receive).await);
         }
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -208,6 +213,7 @@ fn main() {
 
         let mut quiet = Samples::default();
         let mut busy = Samples::default();
+        let mut burn = Samples::default();
         let mut exports = (0u32, 0u64, Duration::ZERO);
         for _round in 0..2 {
             workload(&client, &urls, &mut rng, secs, &mut quiet).await;
@@ -221,6 +227,25 @@ fn main() {
             exports.0 += n;
             exports.1 += b;
             exports.2 += t;
+            // Diagnosis: the same client beside a thread that only burns CPU (no state, no
+            // lock, no barrier). If p99 degrades as much as with exports, the cause is the
+            // two cores being shared, not anything the snapshot does to the state.
+            let stop = Arc::new(AtomicBool::new(false));
+            let burner = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 1u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..10_000 {
+                            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        }
+                    }
+                    x
+                })
+            };
+            workload(&client, &urls, &mut rng, secs, &mut burn).await;
+            stop.store(true, Ordering::Relaxed);
+            let _ = burner.join();
         }
 
         println!("messages: {total} in {QUEUES} queues; {secs} s per phase, 2 phases each");
@@ -232,9 +257,27 @@ fn main() {
         println!(
             "exports completed while measuring: {} ({:.1} MB each, {:?} each)",
             exports.0,
-            if exports.0 > 0 { exports.1 as f64 / exports.0 as f64 / 1e6 } else { 0.0 },
-            if exports.0 > 0 { exports.2 / exports.0 } else { Duration::ZERO }
+            if exports.0 > 0 {
+                exports.1 as f64 / exports.0 as f64 / 1e6
+            } else {
+                0.0
+            },
+            if exports.0 > 0 {
+                exports.2 / exports.0
+            } else {
+                Duration::ZERO
+            }
         );
+        println!("exporting (vs quiet):");
+        report(&mut quiet, &mut busy);
+        println!("one CPU-burning thread, no snapshot (vs quiet):");
+        report(&mut quiet, &mut burn);
+        drop(server);
+    });
+}
+
+fn report(quiet: &mut Samples, busy: &mut Samples) {
+    {
         for (op, q, b) in [
             ("SendMessage", &mut quiet.send, &mut busy.send),
             ("ReceiveMessage", &mut quiet.receive, &mut busy.receive),
@@ -249,6 +292,5 @@ fn main() {
                 b99.as_secs_f64() / q99.as_secs_f64(),
             );
         }
-        drop(server);
-    });
+    }
 }
