@@ -374,7 +374,8 @@ impl StateDir {
 
     fn write_manifest(&self, m: &StateManifest) -> std::result::Result<u64, PersistenceError> {
         let path = self.manifest_path();
-        let bytes = serde_json::to_vec_pretty(m)
+        // Compact: with every section's chunk list it is the one file every save rewrites.
+        let bytes = serde_json::to_vec(m)
             .map_err(|e| io_err("cannot encode", &path)(io::Error::other(e)))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-manifest-")
