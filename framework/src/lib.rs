@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod aws;
+pub mod background;
 pub mod blob;
 #[cfg(feature = "cli")]
 pub mod cli;

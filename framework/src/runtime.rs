@@ -394,7 +394,7 @@ impl Runtime {
             .collect())
     }
 
-    /// Captures and writes a bundle to `out` (blocking I/O runs on the blocking pool).
+    /// Captures and writes a bundle to `out`, on a low-priority thread ([`crate::background`]).
     pub async fn export<W: Write + Send + 'static>(
         &self,
         services: Option<&[String]>,
@@ -404,9 +404,7 @@ impl Runtime {
     ) -> Result<(W, Manifest)> {
         let snapshot = self.capture(services, filter).await?;
         let blobs = self.inner.blobs.clone();
-        tokio::task::spawn_blocking(move || snapshot.write_bundle(&blobs, out, opts))
-            .await
-            .map_err(|e| Error::Task(e.to_string()))?
+        crate::background::run("export", move || snapshot.write_bundle(&blobs, out, opts)).await?
     }
 
     /// Decodes a bundle without applying it: sections of `services` (default: all running)

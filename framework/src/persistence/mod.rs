@@ -941,7 +941,9 @@ impl Persistence {
                     ))
                 })?;
             let dir = self.dir.clone();
-            let (refs, bytes, blob_refs) = tokio::task::spawn_blocking(move || {
+            // Encoding and writing at a lower CPU priority: a scheduled save must not take
+            // the CPU from the requests it runs beside.
+            let (refs, bytes, blob_refs) = crate::background::run("save", move || {
                 let mut refs = BTreeMap::new();
                 let mut blob_refs = BTreeMap::new();
                 let mut bytes = 0;

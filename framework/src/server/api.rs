@@ -260,7 +260,8 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
     // clean error response rather than a broken stream.
     let manifest = snapshot.manifest(&blobs)?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(DEPTH);
-    tokio::task::spawn_blocking(move || {
+    // At a lower CPU priority, so requests served during a long export keep their latency.
+    crate::background::spawn("export", move || {
         let writer = ChannelWriter::new(tx.clone());
         let result = snapshot
             .write_bundle_with(manifest, &blobs, writer, Default::default())
@@ -269,7 +270,14 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
             tracing::error!(error = %e, "export failed mid-stream");
             let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
         }
-    });
+    })
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })?;
     let stream = tokio_stream_from(rx);
     Response::builder()
         .status(StatusCode::OK)
