@@ -148,6 +148,7 @@ fn main() {
     let mut apply_time = Duration::MAX;
     let mut plain_decode = Duration::MAX;
     let mut apply_ratios = Vec::new();
+    let mut apply_rounds = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         let (state, _) =
@@ -170,6 +171,12 @@ fn main() {
         apply_time = apply_time.min(decoded + installed);
         plain_decode = plain_decode.min(base);
         apply_ratios.push((decoded + installed).as_secs_f64() / base.as_secs_f64());
+        apply_rounds.push(format!(
+            "decode {:.0} + install {:.0} vs {:.0} ms",
+            decoded.as_secs_f64() * 1e3,
+            installed.as_secs_f64() * 1e3,
+            base.as_secs_f64() * 1e3
+        ));
     }
 
     // Breakdown: the plugin's own structure without the framework's type-erased encoding.
@@ -223,6 +230,7 @@ fn main() {
         ratio(apply_time, plain_decode)
     );
     println!("  ratio of each round: {}", rounds(&apply_ratios));
+    println!("  each round: {}", apply_rounds.join("; "));
     println!(
         "  of which: section decode {decode_only:?} ({:.2}x), apply (install, old state dropped) {install_only:?} ({:.2}x)",
         ratio(decode_only, plain_decode),
