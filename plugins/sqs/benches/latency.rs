@@ -255,6 +255,11 @@ fn main() {
             first.iter().max().copied().unwrap_or_default()
         );
         println!(
+            "exporting phases: {:.1} MB of bundle streamed in {:?}",
+            exports.1 as f64 / 1e6,
+            exports.2
+        );
+        println!(
             "exports completed while measuring: {} ({:.1} MB each, {:?} each)",
             exports.0,
             if exports.0 > 0 {
