@@ -1140,6 +1140,7 @@ impl Persistence {
                 let Some(j) = j.as_mut() else {
                     return Err(io::Error::other("the journal is closed"));
                 };
+                let t0 = Instant::now();
                 let mut refs = BTreeMap::new();
                 let mut chunks = Vec::new();
                 let mut blob_refs = BTreeMap::new();
@@ -1166,9 +1167,18 @@ impl Persistence {
                     blob_refs.insert(name.clone(), state.blobs());
                 }
                 drop(snapshot);
+                let t1 = Instant::now();
                 // Blobs the commit refers to are durable before the commit is.
                 blobs.sync_pending()?;
+                let t2 = Instant::now();
                 let bytes = j.append(refs, chunks)?;
+                tracing::debug!(
+                    encode_us = (t1 - t0).as_micros() as u64,
+                    blob_sync_us = (t2 - t1).as_micros() as u64,
+                    append_us = t2.elapsed().as_micros() as u64,
+                    bytes,
+                    "journal commit"
+                );
                 Ok((bytes, blob_refs, j.len()))
             })
             .await
