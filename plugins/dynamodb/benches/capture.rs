@@ -329,6 +329,46 @@ fn breakdown(n: usize) {
     step("clone keyed vec (baseline for the line above)", &mut || {
         drop(keyed.to_vec())
     });
+    let tg = table(n, true);
+    let idx = tg.global_indexes[0].clone();
+    step("index entries", &mut || {
+        drop(
+            tg.items
+                .iter()
+                .filter_map(|(pk, it)| tg.index_entry(&idx, pk, it))
+                .collect::<Vec<_>>(),
+        )
+    });
+    let entries: Vec<_> = tg
+        .items
+        .iter()
+        .filter_map(|(pk, it)| tg.index_entry(&idx, pk, it))
+        .collect();
+    step("sort index entries", &mut || {
+        let mut e = entries.clone();
+        e.sort_unstable();
+        drop(e)
+    });
+    let mut sorted = entries.clone();
+    sorted.sort_unstable();
+    step("index OrdMap from sorted", &mut || {
+        drop(
+            sorted
+                .iter()
+                .cloned()
+                .map(|e| (e, ()))
+                .collect::<imbl::OrdMap<cryopod_dynamodb::value::IndexKey, ()>>(),
+        )
+    });
+    step("index OrdMap unsorted", &mut || {
+        drop(
+            entries
+                .iter()
+                .cloned()
+                .map(|e| (e, ()))
+                .collect::<imbl::OrdMap<cryopod_dynamodb::value::IndexKey, ()>>(),
+        )
+    });
     step("sizes", &mut || {
         std::hint::black_box(items.iter().map(|i| i.size()).sum::<usize>());
     });
