@@ -205,12 +205,12 @@ pub fn decode_section(
 pub mod __codec {
     //! Helpers the macros expand to.
     use std::fmt;
-    use std::io::{BufReader, BufWriter, Read, Write};
+    use std::io::{BufWriter, Read, Write};
     use std::marker::PhantomData;
 
-    use serde::de::{DeserializeOwned, MapAccess, Visitor};
+    use serde::de::{DeserializeOwned, IgnoredAny, MapAccess, Visitor};
     use serde::ser::{SerializeMap, Serializer as _};
-    use serde::{Deserializer as _, Serialize};
+    use serde::{Deserialize, Deserializer as _, Serialize};
 
     use super::ServiceState;
 
@@ -259,16 +259,42 @@ pub mod __codec {
         }
     }
 
-    /// Decodes `{tag: value}` into the concrete type.
+    /// Decodes `{tag: value}` into the concrete type, with the number of bytes after it.
+    ///
+    /// The section is read whole and decoded from the slice: `rmp_serde`'s streaming reader
+    /// copies every string and field name through an intermediate buffer, which made a
+    /// million-record section decode 1.4–1.6× slower than from a slice (measured by the SQS
+    /// and DynamoDB plugins). The price is the section's bytes in memory while it decodes,
+    /// less than the state decoded from them.
     pub fn decode<T: DeserializeOwned + ServiceState>(
         tag: &'static str,
         reader: &mut dyn Read,
     ) -> Result<(Box<dyn ServiceState>, u64), rmp_serde::decode::Error> {
-        let mut de = rmp_serde::Deserializer::new(BufReader::with_capacity(64 * 1024, reader));
+        use rmp_serde::decode::Error;
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(Error::InvalidDataRead)?;
+        let mut de = rmp_serde::Deserializer::from_read_ref(&bytes);
         let value: T = (&mut de).deserialize_map(Tagged(tag, PhantomData))?;
-        let trailing = std::io::copy(&mut de.into_inner(), &mut std::io::sink())
-            .map_err(rmp_serde::decode::Error::InvalidDataRead)?;
-        Ok((Box::new(value), trailing))
+        // The borrowing reader does not say where it stopped: one more value that cannot
+        // even start means the input ended with the state. (Bytes that start a value and
+        // are cut short read the same way and are not counted: the section's digest has
+        // already vouched for its bytes, so this only loosens a check on malformed input.)
+        match IgnoredAny::deserialize(&mut de) {
+            Err(Error::InvalidMarkerRead(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Ok((Box::new(value), 0))
+            }
+            // Something follows (a malformed section): count it with the streaming reader,
+            // which consumes exactly the state.
+            _ => {
+                let mut rest = &bytes[..];
+                let mut counting = rmp_serde::Deserializer::new(&mut rest);
+                (&mut counting).deserialize_map(Tagged::<IgnoredAny>(tag, PhantomData))?;
+                drop(counting);
+                Ok((Box::new(value), rest.len() as u64))
+            }
+        }
     }
 }
 
@@ -926,5 +952,26 @@ mod tests {
         let back: Box<dyn ServiceState> = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back.version(), 2);
         assert_eq!(back.downcast::<ThingsV2>("things").unwrap().scopes, ours());
+    }
+
+    #[test]
+    fn the_typed_decoder_reports_what_follows_the_state_and_refuses_other_tags() {
+        let cur = ThingsV2 { scopes: ours() };
+        let mut bytes = Vec::new();
+        cur.encode_section(&mut bytes).unwrap();
+        let decode = |b: &[u8]| __codec::decode::<ThingsV2>("things/2", &mut &b[..]);
+        let (state, trailing) = decode(&bytes).unwrap();
+        assert_eq!(trailing, 0);
+        assert_eq!(state.downcast::<ThingsV2>("things").unwrap().scopes, ours());
+        for extra in [&[0xc0u8, 0x01, 0x02][..], &[0xc1], &[0x92, 0x01, 0x02]] {
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(extra);
+            assert_eq!(decode(&longer).unwrap().1, extra.len() as u64, "{extra:?}");
+        }
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err(), "truncated");
+        assert!(
+            __codec::decode::<ThingsV2>("things/3", &mut &bytes[..]).is_err(),
+            "another tag"
+        );
     }
 }

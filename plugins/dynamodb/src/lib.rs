@@ -4,7 +4,6 @@
 //!   indexes are derived and rebuilt on restore;
 //! - [`value`], [`number`]: attribute values, exact decimal numbers, the key order;
 //! - [`expr`]: condition, filter, key-condition, update and projection expressions;
-//! - [`codec`]: the `ServiceState` implementation and the section decoder;
 //! - [`api`]: the operations; [`provider`]: the [`cryopod::StateProvider`] and
 //!   [`cryopod::Service`].
 //!
@@ -12,7 +11,6 @@
 //! bundle is replaced whole by the bundle's (see [`state::DynamoScope`]).
 
 pub mod api;
-pub mod codec;
 pub mod error;
 pub mod expr;
 pub mod number;

@@ -623,8 +623,12 @@ impl ScopedState for DynamoState {
     }
 }
 
-// `ServiceState` is implemented in `codec.rs` (by hand rather than with
-// `cryopod::service_state!`) so the section decoder can read from a slice.
+cryopod::service_state!(
+    DynamoState,
+    service = "dynamodb",
+    version = 1,
+    tag = "dynamodb/1"
+);
 
 impl DynamoState {
     /// Starts the background build of every table whose indexes are pending (tables that

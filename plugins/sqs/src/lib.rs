@@ -8,7 +8,6 @@
 //!
 //! Modules:
 //! - [`state`]: the serde state (queues, messages, deduplication records) and its indexes;
-//! - [`codec`]: the `ServiceState` implementation and the section decoder;
 //! - [`api`]: the operations, on the JSON protocol's shapes;
 //! - [`protocol`]: query-protocol input and XML output, mapped to and from those shapes;
 //! - [`digest`]: the MD5 digests SDKs verify;
@@ -18,7 +17,6 @@
 
 pub mod api;
 pub mod clock;
-pub mod codec;
 pub mod digest;
 pub mod error;
 pub mod protocol;

@@ -435,8 +435,7 @@ impl ScopedState for SqsState {
     }
 }
 
-// `ServiceState` is implemented in `codec.rs` (by hand rather than with
-// `cryopod::service_state!`) so the section decoder can read from a slice.
+cryopod::service_state!(SqsState, service = "sqs", version = 1, tag = "sqs/1");
 
 impl SqsState {
     /// Stamps every scope of a captured copy with the capture time.
