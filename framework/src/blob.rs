@@ -104,8 +104,7 @@ impl BlobStore {
 
     /// Where the blob with `digest` lives (whether or not it exists).
     pub fn path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.root.join("sha256").join(&hex[..2]).join(hex)
+        digest_path(&self.root, digest)
     }
 
     /// Whether the blob is stored.
@@ -295,7 +294,7 @@ impl BlobStore {
     pub fn preserve_into(&self, dest: &Path) -> io::Result<u64> {
         let mut n = 0;
         for d in self.list()? {
-            let to = dest.join("sha256").join(&d.hex()[..2]).join(d.hex());
+            let to = digest_path(dest, &d);
             if let Some(parent) = to.parent() {
                 create_private_dir_all(parent)?;
             }
@@ -366,6 +365,13 @@ impl Write for BlobWriter {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
+}
+
+/// `ROOT/sha256/ab/abcdef…`: where content named `digest` lives in every content-addressed
+/// directory (blob stores, persisted chunks, their quarantined copies).
+pub(crate) fn digest_path(root: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    root.join("sha256").join(&hex[..2]).join(hex)
 }
 
 /// Creates a directory tree readable only by its owner: state may hold secrets.

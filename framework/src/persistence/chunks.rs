@@ -66,8 +66,7 @@ impl ChunkStore {
 
     /// Where the object named `d` lives.
     pub fn path(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.root.join("sha256").join(&hex[..2]).join(hex)
+        crate::blob::digest_path(&self.root, d)
     }
 
     /// Encodes through `encode` into chunks and stores the chunks not stored yet. Returns the
@@ -77,14 +76,7 @@ impl ChunkStore {
         encode: impl FnOnce(&mut dyn Write) -> io::Result<()>,
     ) -> io::Result<(Vec<ChunkRef>, u64, u64)> {
         let mut batch = Batch::new(self, None);
-        {
-            let mut w = ChunkingWriter {
-                buf: Vec::with_capacity(CUT_AT + MAX_CHUNK),
-                sink: &mut batch,
-            };
-            encode(&mut w)?;
-            w.cut(true)?;
-        }
+        batch.chunk(encode)?;
         let written = batch.commit()?;
         Ok((batch.chunks, batch.size, written))
     }
@@ -99,14 +91,7 @@ impl ChunkStore {
         known: &dyn Fn(&Digest) -> bool,
     ) -> io::Result<(Vec<ChunkRef>, u64, Vec<(Digest, Vec<u8>)>)> {
         let mut batch = Batch::new(self, Some(known));
-        {
-            let mut w = ChunkingWriter {
-                buf: Vec::with_capacity(CUT_AT + MAX_CHUNK),
-                sink: &mut batch,
-            };
-            encode(&mut w)?;
-            w.cut(true)?;
-        }
+        batch.chunk(encode)?;
         Ok((batch.chunks, batch.size, batch.inline))
     }
 
@@ -179,6 +164,16 @@ impl<'a> Batch<'a> {
             inline: Vec::new(),
             inline_seen: Default::default(),
         }
+    }
+
+    /// Runs the encoder through the chunker into this batch.
+    fn chunk(&mut self, encode: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+        let mut w = ChunkingWriter {
+            buf: Vec::with_capacity(CUT_AT + MAX_CHUNK),
+            sink: self,
+        };
+        encode(&mut w)?;
+        w.cut(true)
     }
 
     fn put(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -310,12 +310,7 @@ impl StateDir {
     }
 
     fn object_path(&self, d: &Digest) -> PathBuf {
-        let hex = d.hex();
-        self.root
-            .join("objects")
-            .join("sha256")
-            .join(&hex[..2])
-            .join(hex)
+        self.chunk_store().path(d)
     }
 
     fn read_manifest(&self) -> std::result::Result<Option<StateManifest>, PersistenceError> {
@@ -1066,36 +1061,60 @@ impl Persistence {
                     .await
                     .unwrap_or(0);
                 drop(guard);
-                let report = SaveReport {
-                    time: now_rfc3339(),
-                    services: names,
-                    bytes_written: bytes,
-                    duration_ms: started.elapsed().as_millis(),
-                };
-                self.total_bytes_written.fetch_add(bytes, Ordering::SeqCst);
-                tracing::debug!(?report, removed, "state saved");
-                {
-                    let mut st = self.status.lock();
-                    st.last_save = Some(report.clone());
-                    st.last_error = None;
-                }
-                self.durable_generation
-                    .fetch_max(generation, Ordering::SeqCst);
-                self.durable.notify_waiters();
+                tracing::debug!(removed, "unreferenced objects removed");
+                let report = self.succeeded(names, bytes, started, generation);
                 self.collect_blobs(false).await;
                 Ok(report)
             }
             Err(e) => {
                 drop(guard);
-                // Nothing was lost: the changes stay pending for the next save.
                 dirty.retain(|k, _| !pending.contains(*k));
-                self.runtime.changes().restore(dirty);
-                tracing::error!(error = %e, "save failed; the previous saved state is intact");
-                self.status.lock().last_error = Some(e.to_string());
-                self.durable.notify_waiters();
-                Err(e)
+                Err(self.failed(dirty, e, "save"))
             }
         }
+    }
+
+    /// Records a save or commit that made everything up to `generation` durable, and wakes
+    /// the requests waiting for it.
+    fn succeeded(
+        &self,
+        services: Vec<String>,
+        bytes: u64,
+        started: Instant,
+        generation: u64,
+    ) -> SaveReport {
+        let report = SaveReport {
+            time: now_rfc3339(),
+            services,
+            bytes_written: bytes,
+            duration_ms: started.elapsed().as_millis(),
+        };
+        self.total_bytes_written.fetch_add(bytes, Ordering::SeqCst);
+        tracing::debug!(?report, "state saved");
+        {
+            let mut st = self.status.lock();
+            st.last_save = Some(report.clone());
+            st.last_error = None;
+        }
+        self.durable_generation
+            .fetch_max(generation, Ordering::SeqCst);
+        self.durable.notify_waiters();
+        report
+    }
+
+    /// Records a failed save or commit. Nothing is lost: its changes (`dirty`) stay pending
+    /// for the next one, and the waiting requests wake to see the error.
+    fn failed(
+        &self,
+        dirty: BTreeMap<&'static str, BTreeSet<crate::scope::Scope>>,
+        e: PersistenceError,
+        what: &str,
+    ) -> PersistenceError {
+        self.runtime.changes().restore(dirty);
+        tracing::error!(error = %e, "{what} failed; the previous saved state is intact");
+        self.status.lock().last_error = Some(e.to_string());
+        self.durable.notify_waiters();
+        e
     }
 
     /// An `ON_REQUEST` group commit: the changed services' new chunks and chunk lists appended
@@ -1190,21 +1209,7 @@ impl Persistence {
         match result {
             Ok((bytes, blob_refs, journal_len)) => {
                 self.saved_blobs.lock().extend(blob_refs);
-                let report = SaveReport {
-                    time: now_rfc3339(),
-                    services: names,
-                    bytes_written: bytes,
-                    duration_ms: started.elapsed().as_millis(),
-                };
-                self.total_bytes_written.fetch_add(bytes, Ordering::SeqCst);
-                {
-                    let mut st = self.status.lock();
-                    st.last_save = Some(report.clone());
-                    st.last_error = None;
-                }
-                self.durable_generation
-                    .fetch_max(generation, Ordering::SeqCst);
-                self.durable.notify_waiters();
+                let report = self.succeeded(names, bytes, started, generation);
                 if journal_len > journal::COMPACT_AT
                     && let Err(e) = self.save(Some(Vec::new())).await
                 {
@@ -1213,13 +1218,7 @@ impl Persistence {
                 self.collect_blobs(false).await;
                 Ok(report)
             }
-            Err(e) => {
-                self.runtime.changes().restore(dirty);
-                tracing::error!(error = %e, "journal commit failed; the previous saved state is intact");
-                self.status.lock().last_error = Some(e.to_string());
-                self.durable.notify_waiters();
-                Err(e)
-            }
+            Err(e) => Err(self.failed(dirty, e, "journal commit")),
         }
     }
 
