@@ -27,8 +27,8 @@ fn item(i: usize) -> (ItemKey, Item) {
     m.insert("group".to_string(), AttrValue::S(format!("g{}", i % 100)));
     (
         ItemKey {
-            hash: KeyVal::S(pk),
-            range: Some(KeyVal::N(sk)),
+            hash: KeyVal::string(&pk),
+            range: KeyVal::number(&sk),
         },
         Item::new(m),
     )
@@ -318,12 +318,12 @@ fn breakdown(n: usize) {
         drop(items.iter().map(key).collect::<Vec<_>>())
     });
     let keyed: Vec<(ItemKey, Item)> = items.iter().map(|i| (key(i), i.clone())).collect();
-    step("OrdMap from sorted", &mut || {
+    step("PMap from sorted", &mut || {
         drop(
             keyed
                 .iter()
                 .cloned()
-                .collect::<imbl::OrdMap<ItemKey, Item>>(),
+                .collect::<cryopod_dynamodb::pmap::PMap<ItemKey, Item>>(),
         )
     });
     step("clone keyed vec (baseline for the line above)", &mut || {
@@ -351,22 +351,22 @@ fn breakdown(n: usize) {
     });
     let mut sorted = entries.clone();
     sorted.sort_unstable();
-    step("index OrdMap from sorted", &mut || {
+    step("index PMap from sorted", &mut || {
         drop(
             sorted
                 .iter()
                 .cloned()
                 .map(|e| (e, ()))
-                .collect::<imbl::OrdMap<cryopod_dynamodb::value::IndexKey, ()>>(),
+                .collect::<cryopod_dynamodb::pmap::PMap<cryopod_dynamodb::value::IndexKey, ()>>(),
         )
     });
-    step("index OrdMap unsorted", &mut || {
+    step("index PMap unsorted (sorts first)", &mut || {
         drop(
             entries
                 .iter()
                 .cloned()
                 .map(|e| (e, ()))
-                .collect::<imbl::OrdMap<cryopod_dynamodb::value::IndexKey, ()>>(),
+                .collect::<cryopod_dynamodb::pmap::PMap<cryopod_dynamodb::value::IndexKey, ()>>(),
         )
     });
     step("sizes", &mut || {

@@ -45,8 +45,8 @@ fn item(i: usize) -> (ItemKey, Item) {
     m.insert("group".to_string(), AttrValue::S(format!("g{}", i % 100)));
     (
         ItemKey {
-            hash: KeyVal::S(pk),
-            range: Some(KeyVal::N(sk)),
+            hash: KeyVal::string(&pk),
+            range: KeyVal::number(&sk),
         },
         Item::new(m),
     )

@@ -1364,11 +1364,11 @@ impl<'a> Source<'a> {
                     Some(hk) => (
                         Bound::Included(ItemKey {
                             hash: hk.clone(),
-                            range: has_range.then(|| lo.unwrap_or(KeyVal::Min)),
+                            range: has_range.then(|| lo.unwrap_or(KeyVal::MIN)),
                         }),
                         Bound::Included(ItemKey {
                             hash: hk.clone(),
-                            range: has_range.then(|| hi.unwrap_or(KeyVal::Max)),
+                            range: has_range.then(|| hi.unwrap_or(KeyVal::MAX)),
                         }),
                     ),
                     None => (Bound::Unbounded, Bound::Unbounded),
@@ -1391,12 +1391,12 @@ impl<'a> Source<'a> {
                     Some(hk) => (
                         Bound::Included(IndexKey {
                             hash: hk.clone(),
-                            range: has_range.then(|| lo.unwrap_or(KeyVal::Min)),
+                            range: has_range.then(|| lo.unwrap_or(KeyVal::MIN)),
                             pk: ItemKey::MIN,
                         }),
                         Bound::Included(IndexKey {
                             hash: hk.clone(),
-                            range: has_range.then(|| hi.unwrap_or(KeyVal::Max)),
+                            range: has_range.then(|| hi.unwrap_or(KeyVal::MAX)),
                             pk: ItemKey::MAX,
                         }),
                     ),
@@ -1666,7 +1666,7 @@ fn query(res: &DynamoScope, body: &Value) -> Result<Value, DdbError> {
 /// The parallel-scan segment of a partition key: a stable hash of its bytes.
 fn segment_of(k: &KeyVal, total: u64) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in k.hash_bytes() {
+    for b in k.hash_bytes().iter() {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x100000001b3);
     }

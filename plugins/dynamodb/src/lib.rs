@@ -3,6 +3,7 @@
 //! - [`state`]: tables and items in persistent maps, partitioned by scope; secondary
 //!   indexes are derived and rebuilt on restore;
 //! - [`value`], [`number`]: attribute values, exact decimal numbers, the key order;
+//! - [`pmap`]: the persistent B+tree holding items and index entries (bulk-built on restore);
 //! - [`expr`]: condition, filter, key-condition, update and projection expressions;
 //! - [`api`]: the operations; [`provider`]: the [`cryopod::StateProvider`] and
 //!   [`cryopod::Service`].
@@ -14,6 +15,7 @@ pub mod api;
 pub mod error;
 pub mod expr;
 pub mod number;
+pub mod pmap;
 pub mod provider;
 pub mod state;
 pub mod value;

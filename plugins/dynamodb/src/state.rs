@@ -19,6 +19,7 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::DdbError;
+use crate::pmap::PMap;
 use crate::value::{AttrValue, IndexKey, Item, ItemKey, KeyVal};
 
 /// Largest item DynamoDB stores (400 KB).
@@ -103,7 +104,7 @@ pub struct Table {
     pub deletion_protection: bool,
     /// Items by primary key; serialized as a sequence of items.
     #[serde(serialize_with = "items_as_seq")]
-    pub items: OrdMap<ItemKey, Item>,
+    pub items: PMap<ItemKey, Item>,
     /// Derived: index name → ordered index entries, built from `items` (see
     /// [`DerivedIndexes`]); read through [`Table::index_entries`].
     #[serde(skip)]
@@ -114,7 +115,7 @@ pub struct Table {
 }
 
 /// Index name → ordered entries of that index.
-pub type IndexMaps = OrdMap<String, OrdMap<IndexKey, ()>>;
+pub type IndexMaps = OrdMap<String, PMap<IndexKey, ()>>;
 
 /// The secondary index contents of one table: derived from its items, never serialized.
 ///
@@ -181,21 +182,29 @@ impl fmt::Debug for DerivedIndexes {
 }
 
 /// Builds the entries of every index in `defs` from `items`.
+///
+/// Each index's entries are collected, sorted once (keys compare as bytes, see
+/// [`KeyVal`]) and packed bottom-up into the persistent map: no insert one at a time.
 fn build_index_maps<'a>(
-    items: &OrdMap<ItemKey, Item>,
+    items: &PMap<ItemKey, Item>,
     defs: impl Iterator<Item = &'a IndexDef>,
 ) -> IndexMaps {
     let mut maps = OrdMap::new();
     for idx in defs {
-        // Inserted in table order: sorting the entries first was measured to cost more
-        // than the sorted inserts save (BENCHMARKS.md).
-        let set: OrdMap<IndexKey, ()> = items
-            .iter()
-            .filter_map(|(pk, item)| index_entry(idx, pk, item).map(|e| (e, ())))
-            .collect();
-        maps.insert(idx.name.clone(), set);
+        maps.insert(idx.name.clone(), build_index(items, idx));
     }
     maps
+}
+
+/// The entries of one index, built from the table's items.
+fn build_index(items: &PMap<ItemKey, Item>, idx: &IndexDef) -> PMap<IndexKey, ()> {
+    let mut entries: Vec<(IndexKey, ())> = items
+        .iter()
+        .filter_map(|(pk, item)| index_entry(idx, pk, item).map(|e| (e, ())))
+        .collect();
+    // Entries are unique (each holds its item's table key), so an unstable sort is exact.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    PMap::from_vec(entries)
 }
 
 /// The entry of `item` in index `idx`, if the item has the index's key attributes
@@ -213,7 +222,7 @@ fn index_entry(idx: &IndexDef, pk: &ItemKey, item: &Item) -> Option<IndexKey> {
     })
 }
 
-fn items_as_seq<S: Serializer>(items: &OrdMap<ItemKey, Item>, s: S) -> Result<S::Ok, S::Error> {
+fn items_as_seq<S: Serializer>(items: &PMap<ItemKey, Item>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(items.values())
 }
 
@@ -254,24 +263,30 @@ impl TryFrom<TableRepr> for Table {
             ttl: r.ttl,
             tags: r.tags,
             deletion_protection: r.deletion_protection,
-            items: OrdMap::new(),
+            items: PMap::new(),
             indexes: DerivedIndexes::default(),
             size_bytes: 0,
         };
         let mut size = 0u64;
-        let mut items = OrdMap::new();
+        let mut keyed = Vec::with_capacity(r.items.len());
         for item in r.items {
             let k = t.item_key(item.attrs()).map_err(|e| {
                 format!("table {}: item without a valid key: {}", t.name, e.message)
             })?;
             size += item.size() as u64;
-            // Items were written in key order, so every insert lands at the right edge of
-            // the tree.
-            if let Some(dup) = items.insert(k, item) {
-                size = size.saturating_sub(dup.size() as u64);
-            }
+            keyed.push((k, item));
         }
-        t.items = items;
+        // Items are written in key order, so the map is packed bottom-up; anything else (a
+        // bundle from elsewhere) is sorted first, and of two items with one key the later
+        // wins, as inserting them in turn would.
+        t.items = match PMap::from_sorted_vec(keyed) {
+            Ok(m) => m,
+            Err(keyed) => {
+                let m = PMap::from_vec(keyed);
+                size = m.values().map(|i| i.size() as u64).sum();
+                m
+            }
+        };
         t.size_bytes = size;
         if t.all_indexes().next().is_some() && !t.items.is_empty() {
             t.indexes = DerivedIndexes::pending();
@@ -432,7 +447,7 @@ impl Table {
 
     /// The entries of index `name` in index order, or `None` for an index without entries
     /// or unknown. Waits for (or runs) the build of a restored table's indexes.
-    pub fn index_entries(&self, name: &str) -> Option<&OrdMap<IndexKey, ()>> {
+    pub fn index_entries(&self, name: &str) -> Option<&PMap<IndexKey, ()>> {
         self.indexes
             .get_or_build(|| build_index_maps(&self.items, self.all_indexes()))
             .get(name)
@@ -550,8 +565,8 @@ impl Table {
 
 /// Iterates `map` between two bounds in either direction; empty (rather than a panic) when
 /// the bounds cross.
-pub fn range_iter<'a, K: Ord + Clone, V: Clone>(
-    map: &'a OrdMap<K, V>,
+pub fn range_iter<'a, K: Ord, V>(
+    map: &'a PMap<K, V>,
     lo: Bound<K>,
     hi: Bound<K>,
     forward: bool,
@@ -565,7 +580,7 @@ pub fn range_iter<'a, K: Ord + Clone, V: Clone>(
     if crossed {
         return Box::new(std::iter::empty());
     }
-    let it = map.range((lo, hi));
+    let it = map.range(lo.as_ref(), hi.as_ref());
     if forward {
         Box::new(it)
     } else {
