@@ -8,6 +8,8 @@
 //!
 //! Modules:
 //! - [`state`]: the serde state (queues, messages, deduplication records) and its indexes;
+//! - [`messages`]: a queue's messages, a persistent map built in bulk when a snapshot is
+//!   restored and freed in the background when replaced;
 //! - [`api`]: the operations, on the JSON protocol's shapes;
 //! - [`protocol`]: query-protocol input and XML output, mapped to and from those shapes;
 //! - [`digest`]: the MD5 digests SDKs verify;
@@ -19,6 +21,7 @@ pub mod api;
 pub mod clock;
 pub mod digest;
 pub mod error;
+pub mod messages;
 pub mod protocol;
 pub mod provider;
 pub mod state;

@@ -33,6 +33,8 @@ use cryopod::{Digest, ResourceCounts, Resources, Scoped, ScopedState};
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 
+use crate::messages::MessageLog;
+
 /// How long a FIFO deduplication id is remembered, as AWS documents it (5 minutes).
 pub const DEDUP_WINDOW_MS: i64 = 5 * 60 * 1000;
 
@@ -131,11 +133,10 @@ pub struct Queue {
     pub last_modified_at: i64,
     /// The next message sequence number (FIFO `SequenceNumber`, and delivery order).
     pub next_seq: u64,
-    /// Messages by sequence number. Each message is behind an `Arc` so that the map's
-    /// nodes stay small: a write copies the path to the message it changes (the state is
-    /// shared with the last capture), and a node of `Arc`s copies without copying 64
-    /// messages' strings; decoding moves 16-byte entries rather than whole messages.
-    pub messages: OrdMap<u64, Arc<Message>>,
+    /// Messages by sequence number, in a persistent map built in one pass when a snapshot
+    /// is decoded ([`MessageLog`]). Each message is behind an `Arc`: a write after a capture
+    /// copies the chunk of 64 it changes as 64 pointers, not 64 messages with their strings.
+    pub messages: MessageLog,
     /// FIFO deduplication records by key (deduplication id, prefixed with the group when the
     /// deduplication scope is `messageGroup`).
     pub dedup: OrdMap<String, DedupRecord>,
@@ -192,7 +193,7 @@ struct QueueRepr {
     created_at: i64,
     last_modified_at: i64,
     next_seq: u64,
-    messages: OrdMap<u64, Arc<Message>>,
+    messages: MessageLog,
     dedup: OrdMap<String, DedupRecord>,
     #[serde(default)]
     last_purge_at: Option<i64>,
@@ -232,7 +233,7 @@ impl Queue {
             created_at: now_ms / 1000,
             last_modified_at: now_ms / 1000,
             next_seq: 1,
-            messages: OrdMap::new(),
+            messages: MessageLog::new(),
             dedup: OrdMap::new(),
             last_purge_at: None,
             clock_offset_ms: 0,
@@ -326,7 +327,7 @@ impl Queue {
 
     /// Removes every message.
     pub fn clear(&mut self) {
-        self.messages = OrdMap::new();
+        self.messages = MessageLog::new();
         self.ready = ReadyIndex::default();
     }
 
