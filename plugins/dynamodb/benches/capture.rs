@@ -349,6 +349,14 @@ fn breakdown(n: usize) {
         e.sort_unstable();
         drop(e)
     });
+    step(
+        "index entries + stable sort by index key (two threads)",
+        &mut || {
+            drop(cryopod_dynamodb::state::sorted_index_entries(
+                &tg.items, &idx,
+            ))
+        },
+    );
     let mut sorted = entries.clone();
     sorted.sort_unstable();
     step("index PMap from sorted", &mut || {
