@@ -104,6 +104,16 @@ pub enum BundleError {
     /// A digest string did not parse.
     #[error(transparent)]
     ParseDigest(#[from] crate::ParseDigestError),
+    /// A piped stream's sink (see [`crate::StreamReader::pipe_to`]) could not take or
+    /// commit its bytes: a problem of the destination (disk full, permissions), not of
+    /// the bundle.
+    #[error("cannot store {what}: {source}")]
+    Sink {
+        /// The stream that was being stored.
+        what: String,
+        /// What the sink reported.
+        source: io::Error,
+    },
     /// The caller misused the writer (duplicate section, stream left open, writer poisoned).
     #[error("invalid use of the bundle writer: {0}")]
     Usage(String),

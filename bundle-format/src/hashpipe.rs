@@ -6,13 +6,71 @@
 //! thread instead; small streams stay inline to avoid a thread round trip per blob.
 //! Chunk buffers are shared with the helper through `Arc`s and recycled through a
 //! small pool, whose size is bounded by the channel's capacity.
+//!
+//! A reader can also hand a whole stream to a [`StreamSink`] that runs on the helper
+//! thread ([`crate::StreamReader::pipe_to`]). The reading thread then never waits for a
+//! stream's hash: it goes on decompressing the next stream while the helper hashes,
+//! passes the chunks to the sink and, once the digest matched, commits it. A mismatch
+//! (or a sink error) is kept and reported by the reader's next call, so nothing that
+//! failed verification is ever committed, and a reader that reports the end of the
+//! bundle has verified and committed everything.
 
-use std::ops::Range;
-use std::sync::Arc;
+use std::io;
+use std::ops::{Deref, Range};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::{BundleError, Digest, Hasher};
+
+/// A piece of a stream's uncompressed bytes, shared with the reader's buffer rather than
+/// copied; cloning it is cheap. The buffer returns to the reader's pool once every clone
+/// is dropped, so a sink that keeps chunks (to write them on another thread, say) only
+/// makes the reader allocate a few more buffers.
+#[derive(Clone)]
+pub struct Chunk {
+    buf: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl Deref for Chunk {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.buf.get(self.range.clone()).unwrap_or(&[])
+    }
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk").field("len", &self.len()).finish()
+    }
+}
+
+/// Where a piped stream's bytes go (see [`crate::StreamReader::pipe_to`]).
+///
+/// The calls come in order on the reader's hashing thread: `write` for every chunk, then
+/// `commit` once the stream's size and sha256 matched. A stream that fails verification,
+/// or whose bundle read stops early, is never committed: the sink is dropped instead, so
+/// dropping must discard what was written.
+pub trait StreamSink: Send {
+    /// The next chunk of the stream.
+    fn write(&mut self, chunk: Chunk) -> io::Result<()>;
+    /// The stream was complete and its digest matched: make it visible.
+    fn commit(self: Box<Self>) -> io::Result<()>;
+}
+
+/// A piped stream's sink with the stream's name for error messages.
+type NamedSink = (Box<dyn StreamSink>, String);
+
+/// The first failure of a piped stream, reported by the reader's next call.
+type Deferred = Arc<Mutex<Option<BundleError>>>;
+
+fn defer(slot: &Deferred, e: BundleError) {
+    let mut g = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if g.is_none() {
+        *g = Some(e);
+    }
+}
 
 /// Chunks at least this large switch the current stream to the helper thread.
 const THREAD_MIN_CHUNK: usize = 64 << 10;
@@ -20,9 +78,15 @@ const THREAD_MIN_CHUNK: usize = 64 << 10;
 const QUEUE: usize = 2;
 
 enum Msg {
-    Start(Hasher),
+    Start(Hasher, Option<NamedSink>),
     Data(Arc<Vec<u8>>, Range<usize>),
     Finish(SyncSender<Digest>),
+    /// End of a stream checked off the calling thread: compare with the declared digest,
+    /// then commit or drop the sink if there is one. The name is for the error message
+    /// of a stream without a sink.
+    Verify(Digest, Option<String>),
+    /// Answered once every earlier message was handled.
+    Barrier(SyncSender<()>),
 }
 
 struct Helper {
@@ -41,43 +105,185 @@ impl Drop for Helper {
     }
 }
 
-fn helper_main(rx: Receiver<Msg>) {
+fn helper_main(rx: Receiver<Msg>, deferred: Deferred) {
     let mut state = Hasher::new();
+    let mut sink: Option<NamedSink> = None;
     while let Ok(m) = rx.recv() {
         match m {
-            Msg::Start(h) => state = h,
+            Msg::Start(h, s) => {
+                state = h;
+                sink = s;
+            }
             Msg::Data(buf, r) => {
-                if let Some(s) = buf.get(r) {
+                if let Some(s) = buf.get(r.clone()) {
                     state.update(s);
+                }
+                if let Some((s, what)) = sink.as_mut()
+                    && let Err(e) = s.write(Chunk { buf, range: r })
+                {
+                    defer(&deferred, sink_error(what, e));
+                    sink = None;
                 }
             }
             Msg::Finish(reply) => {
                 let _ = reply.send(std::mem::take(&mut state).finish());
             }
+            Msg::Verify(expected, name) => {
+                let actual = std::mem::take(&mut state).finish();
+                let r = match (sink.take(), name) {
+                    (Some((s, what)), _) => verdict(s, what, expected, actual),
+                    (None, Some(what)) if expected != actual => Err(BundleError::DigestMismatch {
+                        what,
+                        expected,
+                        actual,
+                    }),
+                    (None, _) => Ok(()),
+                };
+                if let Err(e) = r {
+                    defer(&deferred, e);
+                }
+            }
+            Msg::Barrier(reply) => {
+                let _ = reply.send(());
+            }
         }
     }
 }
 
+fn sink_error(what: &str, e: io::Error) -> BundleError {
+    BundleError::Sink {
+        what: what.to_string(),
+        source: e,
+    }
+}
+
+/// Commits a piped stream whose digest matched; drops it otherwise.
+fn verdict(
+    sink: Box<dyn StreamSink>,
+    what: String,
+    expected: Digest,
+    actual: Digest,
+) -> Result<(), BundleError> {
+    if expected != actual {
+        return Err(BundleError::DigestMismatch {
+            what,
+            expected,
+            actual,
+        });
+    }
+    sink.commit().map_err(|e| sink_error(&what, e))
+}
+
 pub(crate) struct HashPipe {
     inline: Option<Hasher>,
+    /// The current stream's sink while it is piped on this thread (one core only).
+    inline_sink: Option<NamedSink>,
     helper: Option<Helper>,
     parallel: bool,
     pool: Vec<Arc<Vec<u8>>>,
+    deferred: Deferred,
 }
 
 impl HashPipe {
     pub(crate) fn new() -> Self {
         HashPipe {
             inline: Some(Hasher::new()),
+            inline_sink: None,
             helper: None,
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             pool: Vec::new(),
+            deferred: Arc::default(),
         }
     }
 
     /// Starts hashing a new stream.
     pub(crate) fn begin(&mut self) {
         self.inline = Some(Hasher::new());
+        self.inline_sink = None;
+    }
+
+    /// Pipes the current stream (nothing of it hashed yet) into `sink`: on the helper
+    /// thread when there is a second core, else here.
+    pub(crate) fn begin_sink(
+        &mut self,
+        sink: Box<dyn StreamSink>,
+        what: String,
+    ) -> Result<(), BundleError> {
+        if self.parallel {
+            self.inline = None;
+            self.inline_sink = None;
+            self.helper()?
+                .send(Msg::Start(Hasher::new(), Some((sink, what))))
+                .map_err(|_| dead())
+        } else {
+            self.inline = Some(Hasher::new());
+            self.inline_sink = Some((sink, what));
+            Ok(())
+        }
+    }
+
+    /// Ends a piped stream whose bytes must hash to `expected`: verified and committed
+    /// later on the helper thread (failures surface through [`HashPipe::check`]), or right
+    /// here without one.
+    pub(crate) fn finish_piped(&mut self, expected: Digest) -> Result<(), BundleError> {
+        if let Some(h) = self.inline.take() {
+            self.inline = Some(Hasher::new());
+            let actual = h.finish();
+            return match self.inline_sink.take() {
+                Some((sink, what)) => verdict(sink, what, expected, actual),
+                None => Ok(()),
+            };
+        }
+        self.inline = Some(Hasher::new());
+        self.helper()?
+            .send(Msg::Verify(expected, None))
+            .map_err(|_| dead())
+    }
+
+    /// Ends a stream that must hash to `expected`, without waiting for the helper thread
+    /// if it has the stream: a mismatch then surfaces through [`HashPipe::check`]. Why:
+    /// waiting costs a thread round trip per stream, which for many small blobs is a good
+    /// part of the time their compression takes.
+    pub(crate) fn finish_checked(
+        &mut self,
+        expected: Digest,
+        what: &str,
+    ) -> Result<(), BundleError> {
+        if let Some(h) = self.inline.take() {
+            self.inline = Some(Hasher::new());
+            let actual = h.finish();
+            if actual != expected {
+                return Err(BundleError::DigestMismatch {
+                    what: what.to_string(),
+                    expected,
+                    actual,
+                });
+            }
+            return Ok(());
+        }
+        self.inline = Some(Hasher::new());
+        self.helper()?
+            .send(Msg::Verify(expected, Some(what.to_string())))
+            .map_err(|_| dead())
+    }
+
+    /// The first failure of a piped stream so far, if any.
+    pub(crate) fn check(&self) -> Result<(), BundleError> {
+        let mut g = self.deferred.lock().unwrap_or_else(|p| p.into_inner());
+        match g.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits until every piped stream so far was verified and committed (or failed).
+    pub(crate) fn settle(&mut self) -> Result<(), BundleError> {
+        if self.helper.is_some() {
+            let (tx, rx) = sync_channel(1);
+            self.helper()?.send(Msg::Barrier(tx)).map_err(|_| dead())?;
+            rx.recv().map_err(|_| dead())?;
+        }
+        self.check()
     }
 
     /// A buffer nobody else uses (recycled when possible), emptied.
@@ -93,7 +299,7 @@ impl HashPipe {
 
     /// Returns a shared buffer to the pool once its user is done with it.
     pub(crate) fn give_back(&mut self, b: Arc<Vec<u8>>) {
-        if self.pool.len() < 8 {
+        if self.pool.len() < 16 {
             self.pool.push(b);
         }
     }
@@ -101,9 +307,10 @@ impl HashPipe {
     fn helper(&mut self) -> Result<&SyncSender<Msg>, BundleError> {
         if self.helper.is_none() {
             let (tx, rx) = sync_channel(QUEUE);
+            let deferred = Arc::clone(&self.deferred);
             let handle = std::thread::Builder::new()
                 .name("cryopod-bundle-sha256".into())
-                .spawn(move || helper_main(rx))?;
+                .spawn(move || helper_main(rx, deferred))?;
             self.helper = Some(Helper {
                 tx,
                 handle: Some(handle),
@@ -123,13 +330,26 @@ impl HashPipe {
     ) -> Result<(), BundleError> {
         if let Some(h) = self.inline.as_mut() {
             if !self.parallel || range.len() < THREAD_MIN_CHUNK {
-                if let Some(s) = buf.get(range) {
+                if let Some(s) = buf.get(range.clone()) {
                     h.update(s);
+                }
+                if let Some((sink, what)) = self.inline_sink.as_mut() {
+                    let chunk = Chunk {
+                        buf: Arc::clone(buf),
+                        range,
+                    };
+                    if let Err(e) = sink.write(chunk) {
+                        let e = sink_error(what, e);
+                        self.inline_sink = None;
+                        return Err(e);
+                    }
                 }
                 return Ok(());
             }
             let state = self.inline.take().unwrap_or_default();
-            self.helper()?.send(Msg::Start(state)).map_err(|_| dead())?;
+            self.helper()?
+                .send(Msg::Start(state, None))
+                .map_err(|_| dead())?;
         }
         self.helper()?
             .send(Msg::Data(Arc::clone(buf), range))
@@ -139,6 +359,7 @@ impl HashPipe {
     /// Hashes a borrowed slice (copied if the stream is on the helper thread).
     pub(crate) fn update_slice(&mut self, data: &[u8]) -> Result<(), BundleError> {
         if let Some(h) = self.inline.as_mut()
+            && self.inline_sink.is_none()
             && (!self.parallel || data.len() < THREAD_MIN_CHUNK)
         {
             h.update(data);
@@ -172,6 +393,88 @@ fn dead() -> BundleError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records what reaches it; fails writes when told to.
+    struct Probe {
+        data: Vec<u8>,
+        fail_writes: bool,
+        committed: Arc<Mutex<Vec<Vec<u8>>>>,
+    }
+
+    impl StreamSink for Probe {
+        fn write(&mut self, chunk: Chunk) -> io::Result<()> {
+            if self.fail_writes {
+                return Err(io::Error::other("disk full"));
+            }
+            self.data.extend_from_slice(&chunk);
+            Ok(())
+        }
+        fn commit(self: Box<Self>) -> io::Result<()> {
+            self.committed.lock().unwrap().push(self.data);
+            Ok(())
+        }
+    }
+
+    fn pipe_one(
+        p: &mut HashPipe,
+        data: &[u8],
+        expected: Digest,
+        fail: bool,
+    ) -> Arc<Mutex<Vec<Vec<u8>>>> {
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        p.begin();
+        let probe = Probe {
+            data: Vec::new(),
+            fail_writes: fail,
+            committed: committed.clone(),
+        };
+        p.begin_sink(Box::new(probe), "blob under test".into())
+            .unwrap();
+        let b = Arc::new(data.to_vec());
+        let half = data.len() / 2;
+        let r = p
+            .update_shared(&b, 0..half)
+            .and_then(|()| p.update_shared(&b, half..data.len()))
+            .and_then(|()| p.finish_piped(expected));
+        match r.and_then(|()| p.settle()) {
+            Ok(()) => {}
+            Err(e) => committed
+                .lock()
+                .unwrap()
+                .push(format!("error: {e}").into_bytes()),
+        }
+        committed
+    }
+
+    #[test]
+    fn piped_streams_commit_only_what_matched_and_report_the_rest() {
+        let data = vec![9u8; 300_000];
+        for parallel in [true, false] {
+            let mut p = HashPipe::new();
+            p.parallel = parallel;
+            let ok = pipe_one(&mut p, &data, Digest::of(&data), false);
+            assert_eq!(
+                *ok.lock().unwrap(),
+                vec![data.clone()],
+                "parallel={parallel}"
+            );
+            let bad = pipe_one(&mut p, &data, Digest::of(b"other"), false);
+            let bad = bad.lock().unwrap();
+            assert_eq!(bad.len(), 1, "parallel={parallel}");
+            let msg = String::from_utf8_lossy(&bad[0]);
+            assert!(msg.contains("digest mismatch for blob under test"), "{msg}");
+            let failing = pipe_one(&mut p, &data, Digest::of(&data), true);
+            let failing = failing.lock().unwrap();
+            let msg = String::from_utf8_lossy(&failing[0]);
+            assert!(
+                msg.contains("cannot store blob under test: disk full"),
+                "{msg}"
+            );
+            // The pipe is still usable after failures.
+            let again = pipe_one(&mut p, b"small", Digest::of(b"small"), false);
+            assert_eq!(*again.lock().unwrap(), vec![b"small".to_vec()]);
+        }
+    }
 
     #[test]
     fn threaded_and_inline_hashing_agree_for_any_mix_of_sizes() {

@@ -51,6 +51,7 @@ mod writer;
 pub use digest::{Digest, Hasher, ParseDigestError};
 pub use error::BundleError;
 pub use format::{FORMAT_VERSION, Limits};
+pub use hashpipe::{Chunk, StreamSink};
 pub use manifest::{BlobSummary, Manifest, ScopeEntry, ServiceEntry};
 pub use reader::{
     BlobInfo, BundleReader, Entry, SectionInfo, SeekableBundle, StreamReader, VerifyReport, verify,

@@ -4,7 +4,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use crate::format::*;
-use crate::hashpipe::HashPipe;
+use crate::hashpipe::{HashPipe, StreamSink};
 use crate::{BundleError, Digest, Manifest};
 
 /// A section as listed by the index (or as seen by [`crate::verify`]).
@@ -77,6 +77,8 @@ struct Cur {
     total: u64,
     done: bool,
     failed: bool,
+    /// Handed to a sink: its digest is checked on the hashing thread.
+    piped: bool,
 }
 
 impl Cur {
@@ -105,6 +107,9 @@ struct Core<R> {
     cur: Option<Cur>,
     /// Streams completed so far, in order, for the index cross-check.
     seen: Vec<IndexEntry>,
+    /// Whether a piped stream's verification may finish after `pipe_to` returns (the
+    /// sequential reader reports it by its next call); random access waits for it.
+    defer_verification: bool,
 }
 
 impl<R: Read> Core<R> {
@@ -132,6 +137,7 @@ impl<R: Read> Core<R> {
             serve_end: 0,
             cur: None,
             seen: Vec::new(),
+            defer_verification: false,
         })
     }
 
@@ -299,6 +305,7 @@ impl<R: Read> Core<R> {
             total: 0,
             done: false,
             failed: false,
+            piped: false,
         });
     }
 
@@ -435,7 +442,14 @@ impl<R: Read> Core<R> {
         let size = u64_at(&self.rec, 0);
         let digest = digest_at(&self.rec, 8);
         let end = self.pos;
-        let actual = self.pipe.finish()?;
+        let piped = self.cur.as_ref().is_some_and(|c| c.piped);
+        // A piped stream's digest is compared on the hashing thread, after the checks
+        // below (which are what the reading thread knows by now) passed.
+        let actual = if piped {
+            None
+        } else {
+            Some(self.pipe.finish()?)
+        };
         let Some(cur) = self.cur.as_mut() else {
             return Err(BundleError::malformed(
                 h.offset,
@@ -450,7 +464,9 @@ impl<R: Read> Core<R> {
                 actual: cur.total,
             });
         }
-        if digest != actual {
+        if let Some(actual) = actual
+            && digest != actual
+        {
             return Err(BundleError::DigestMismatch {
                 what,
                 expected: digest,
@@ -489,6 +505,9 @@ impl<R: Read> Core<R> {
             offset: cur.start,
             stored_bytes: end - cur.start,
         });
+        if piped {
+            self.pipe.finish_piped(digest)?;
+        }
         Ok(())
     }
 
@@ -535,6 +554,7 @@ impl<R: Read> BundleReader<R> {
     /// Reads and checks the header and the manifest.
     pub fn new(r: R, limits: Limits) -> Result<Self, BundleError> {
         let mut core = Core::new(r, limits)?;
+        core.defer_verification = true;
         let manifest = core.read_header_and_manifest()?;
         Ok(BundleReader {
             core,
@@ -556,6 +576,7 @@ impl<R: Read> BundleReader<R> {
         if self.finished {
             return Ok(None);
         }
+        self.core.pipe.check()?;
         self.core.drain()?;
         self.core.cur = None;
         let h = self.core.next_known("record header")?;
@@ -584,6 +605,8 @@ impl<R: Read> BundleReader<R> {
             }
             KIND_INDEX => {
                 self.finish_index(&h)?;
+                // "The end" must mean every piped stream was verified and committed too.
+                self.core.pipe.settle()?;
                 self.finished = true;
                 Ok(None)
             }
@@ -685,6 +708,42 @@ pub struct StreamReader<'a, R> {
 }
 
 impl<R: Read> StreamReader<'_, R> {
+    /// Hands the whole stream to `sink`, which receives its chunks and, once the size and
+    /// sha256 matched, a commit, all on the reader's hashing thread (see [`StreamSink`]).
+    ///
+    /// Why: reading through `Read` makes the reading thread wait at every stream's end
+    /// for its hash, and do the consumer's work (writing a file, say) itself. Piped, the
+    /// reading thread only decompresses, so importing many blobs uses both cores.
+    ///
+    /// From a [`BundleReader`], this returns once the stream was read and its structure
+    /// checked; a digest mismatch or a sink failure is returned by the next
+    /// [`BundleReader::next_entry`], and `next_entry` returns `Ok(None)` only after every
+    /// piped stream was verified and committed. From a [`SeekableBundle`], it returns
+    /// after the commit. The stream must not have been read from before.
+    pub fn pipe_to(self, sink: Box<dyn StreamSink>) -> Result<(), BundleError> {
+        let c = self.core;
+        let Some(cur) = c.cur.as_mut() else {
+            return Err(BundleError::malformed(c.pos, "no stream to pipe"));
+        };
+        if cur.total != 0 || cur.done || cur.failed || cur.piped {
+            return Err(BundleError::malformed(
+                c.pos,
+                format!("{} was already read from", cur.what()),
+            ));
+        }
+        cur.piped = true;
+        let what = cur.what();
+        c.pipe.begin_sink(sink, what)?;
+        while c.cur.as_ref().is_some_and(|c| !c.done) {
+            c.advance()?;
+            c.release_serve();
+        }
+        if !c.defer_verification {
+            c.pipe.settle()?;
+        }
+        Ok(())
+    }
+
     /// Reads the whole stream into memory and returns the typed error on failure;
     /// convenient for small sections.
     pub fn read_all(mut self) -> Result<Vec<u8>, BundleError> {

@@ -23,6 +23,32 @@ fn all_readers(bytes: &[u8]) -> (bool, bool, bool) {
     )
     .is_ok();
     let seek = read_seekable(bytes, Limits::default()).is_ok();
+    // Piping blobs into sinks must fail exactly when reading them does, and must never
+    // commit a blob whose bytes do not match its digest.
+    let piped = read_piped(
+        Pipe {
+            data: bytes,
+            pos: 0,
+            step: 5,
+        },
+        Limits::default(),
+    );
+    let committed = match &piped {
+        Ok((_, blobs)) | Err((_, blobs)) => blobs,
+    };
+    for (d, data) in committed {
+        assert_eq!(
+            *d,
+            Digest::of(data),
+            "a piped blob was committed unverified"
+        );
+    }
+    assert_eq!(
+        piped.is_ok(),
+        seq,
+        "piping and reading disagree: {:?}",
+        piped.err().map(|e| e.0)
+    );
     (v, seq, seek)
 }
 

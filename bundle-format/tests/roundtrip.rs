@@ -54,6 +54,9 @@ proptest! {
         let pipe = Pipe { data: &bytes, pos: 0, step };
         prop_assert_eq!(&read_sequential(pipe, Limits::default()).unwrap(), &want);
         prop_assert_eq!(&read_seekable(&bytes, Limits::default()).unwrap(), &want);
+        let pipe = Pipe { data: &bytes, pos: 0, step };
+        let piped = read_piped(pipe, Limits::default()).map_err(|e| e.0).unwrap();
+        prop_assert_eq!(&piped, &want);
         let report = verify(&bytes[..], Limits::default()).unwrap();
         prop_assert_eq!(report.total_bytes, bytes.len() as u64);
         prop_assert_eq!(report.sections.len(), spec.sections.len());
@@ -111,6 +114,46 @@ fn writer_rejects_blob_data_that_does_not_match_its_digest() {
         .blob(&Digest::of(b"expected"), 5, &mut &b"wrong"[..])
         .unwrap_err();
     assert!(matches!(err, BundleError::DigestMismatch { .. }), "{err}");
+    // The half-written stream cannot be taken back: the writer refuses to go on.
+    assert!(matches!(
+        w.write_section("s3", 1, b"x"),
+        Err(BundleError::Usage(_))
+    ));
+    assert!(w.finish().is_err());
+}
+
+#[test]
+fn a_large_misnamed_blob_fails_a_later_call_or_finish_and_never_completes() {
+    // Large enough for its hash to run on the hashing thread, where the check may still be
+    // running when `blob` returns.
+    let data = vec![7u8; 300_000];
+    let opts = WriteOptions {
+        level: 1,
+        chunk_size: 100_000,
+    };
+    for _ in 0..20 {
+        let mut w = BundleWriter::new(Vec::new(), &manifest(), opts.clone()).unwrap();
+        let blob = w
+            .blob(&Digest::of(b"not this"), data.len() as u64, &mut &data[..])
+            .err();
+        let section = w.write_section("s3", 1, b"x").err();
+        let finish = w.finish().err();
+        assert!(
+            finish.is_some(),
+            "a bundle with a misnamed blob was completed"
+        );
+        let first = blob.or(section).or(finish).unwrap();
+        assert!(
+            matches!(first, BundleError::DigestMismatch { .. }),
+            "{first}"
+        );
+    }
+}
+
+#[test]
+fn writer_rejects_a_misnamed_blob_even_when_it_continues() {
+    let mut w = BundleWriter::new(Vec::new(), &manifest(), WriteOptions::default()).unwrap();
+    let _ = w.blob(&Digest::of(b"expected"), 5, &mut &b"wrong"[..]);
     // The half-written stream cannot be taken back: the writer refuses to go on.
     assert!(matches!(
         w.write_section("s3", 1, b"x"),

@@ -97,7 +97,7 @@ impl Read for Pipe<'_> {
 }
 
 /// Everything a sequential read yields: sections then blobs, in file order.
-pub type Contents = (Vec<(String, u32, Vec<u8>)>, Vec<(Digest, Vec<u8>)>);
+pub type Contents = (Vec<(String, u32, Vec<u8>)>, Blobs);
 
 pub fn read_sequential(r: impl Read, limits: Limits) -> Result<Contents, BundleError> {
     let mut br = BundleReader::new(r, limits)?;
@@ -122,6 +122,63 @@ pub fn read_sequential(r: impl Read, limits: Limits) -> Result<Contents, BundleE
         }
     }
     Ok((sections, blobs))
+}
+
+/// Blobs as (digest, bytes).
+pub type Blobs = Vec<(Digest, Vec<u8>)>;
+
+/// Collects piped blobs: bytes as they arrive, and a blob only once committed.
+struct VecSink {
+    digest: Digest,
+    data: Vec<u8>,
+    out: std::sync::Arc<std::sync::Mutex<Blobs>>,
+}
+
+impl StreamSink for VecSink {
+    fn write(&mut self, chunk: Chunk) -> std::io::Result<()> {
+        self.data.extend_from_slice(&chunk);
+        Ok(())
+    }
+    fn commit(self: Box<Self>) -> std::io::Result<()> {
+        let s = *self;
+        s.out.lock().unwrap().push((s.digest, s.data));
+        Ok(())
+    }
+}
+
+/// Like [`read_sequential`], but every blob is piped into a sink (`StreamReader::pipe_to`).
+/// Returns the contents on success; on failure, the error and the blobs committed before
+/// it, each of which the caller should check against its digest.
+pub fn read_piped(
+    r: impl Read,
+    limits: Limits,
+) -> Result<Contents, (BundleError, Blobs)> {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let result = (|| {
+        let mut br = BundleReader::new(r, limits)?;
+        let mut sections = Vec::new();
+        while let Some(e) = br.next_entry()? {
+            match e {
+                Entry::Section {
+                    service,
+                    state_version,
+                    reader,
+                } => sections.push((service, state_version, reader.read_all()?)),
+                Entry::Blob { digest, reader, .. } => reader.pipe_to(Box::new(VecSink {
+                    digest,
+                    data: Vec::new(),
+                    out: out.clone(),
+                }))?,
+            }
+        }
+        Ok(sections)
+    })();
+    // Dropping the reader (done above) joins its hashing thread, so `out` is final.
+    let blobs = std::mem::take(&mut *out.lock().unwrap());
+    match result {
+        Ok(sections) => Ok((sections, blobs)),
+        Err(e) => Err((e, blobs)),
+    }
 }
 
 /// Reads every stream through the index.
