@@ -173,6 +173,10 @@ pub fn read_bundle<R: Read>(
     policy: &dyn SectionPolicy,
     limits: Limits,
 ) -> Result<DecodedBundle> {
+    // Declared before the reader so that, on an early return, the reader (whose hashing
+    // thread holds the current blob's sink) is dropped first and joining the import's
+    // writing thread cannot wait on it.
+    let import = crate::blob::BlobImport::new(blobs)?;
     let mut reader = BundleReader::new(input, limits)?;
     let manifest = reader.manifest().clone();
     let mut snapshot = Snapshot::default();
@@ -241,16 +245,17 @@ pub fn read_bundle<R: Read>(
                     io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
                     continue;
                 }
-                // The bundle reader verifies the blob's size and sha256 against `digest` and
-                // fails the read that reaches the end on a mismatch, so the blob store need not
-                // hash it again; it is named only after that read succeeded.
-                let mut w = blobs.writer_verified_by_caller(digest)?;
-                io::copy(&mut reader, &mut w).map_err(unwrap_bundle_error)?;
-                w.commit()?;
-                blobs_imported += 1;
+                // The bundle reader verifies the blob's size and sha256 against `digest` on
+                // its hashing thread and commits the sink (renames the file into the store)
+                // only if they match, so the store need not hash it again. A mismatch fails
+                // a later `next_entry`, before anything is applied.
+                reader.pipe_to(import.sink(digest))?;
             }
         }
     }
+    // `next_entry` returned the end: every piped blob was verified and handed over.
+    drop(reader);
+    blobs_imported += import.finish()?;
     for (name, state) in &snapshot.services {
         for d in state.blobs() {
             if !blobs.contains(&d) {

@@ -8,10 +8,10 @@
 //!
 //! After the two headline ratios it breaks the import down, each step on the same bundle
 //! into a fresh directory, to show where the time goes: reading alone (zstd + the reader's
-//! sha256 verification), reading plus one plain file per blob (no second hash: what the
-//! framework would do if the blob store trusted the reader's verification), reading through
-//! `BlobStore::writer` as `read_bundle` does today (temp file, second sha256, rename), and one
-//! sha256 pass over the raw bytes.
+//! sha256 verification), reading plus one plain file per blob written by the reading
+//! thread, the blob store's writer on the reading thread (the import path until session 3),
+//! and the blobs piped to the hashing thread and written by `BlobImport`'s thread (today's
+//! path), plus one sha256 pass over the raw bytes.
 
 use std::collections::BTreeSet;
 use std::io::{self, Cursor, Write};
@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cryopod::bundle::{BundleReader, Entry, Hasher, Limits};
-use cryopod::{AwsRequest, BlobStore, Body, MergeStrategy, Runtime, Scope, ScopeFilter};
+use cryopod::{AwsRequest, BlobImport, BlobStore, Body, MergeStrategy, Runtime, Scope, ScopeFilter};
 use cryopod_s3::SERVICE;
 
 const OBJECT_BYTES: usize = 100 * 1024;
@@ -70,27 +70,23 @@ async fn put(rt: &Runtime, uri: &str, body: Vec<u8>) {
 enum Sink {
     /// Drain it: the reader's cost alone (decompression, crc, sha256 verification).
     Discard,
-    /// A plain file per blob, renamed to its digest once the reader verified it.
+    /// A plain file per blob, written by the reading thread, renamed once verified.
     PlainFile,
-    /// The same, hashing every byte once more on the way (the blob store's second sha256).
-    PlainFileHashed,
-    /// The same as `PlainFile` but copied through a 1 MiB buffer instead of `io::copy`'s 8 KiB.
-    PlainFileBigBuffer,
-    /// `BlobWriter`'s file handling without its hash: a `tempfile` in the store root,
-    /// `create_dir_all` of the prefix directory per blob, an `is_file` check, a rename.
-    TempfileNoHash,
-    /// `BlobStore::writer` + `commit`, as `cryopod::snapshot::read_bundle` does.
-    BlobStore,
+    /// `BlobStore::writer_verified_by_caller` fed by `io::copy` on the reading thread.
+    BlobStoreInline,
+    /// `StreamReader::pipe_to` a `BlobImport` sink, as `cryopod::snapshot::read_bundle`
+    /// does: hashing and writing leave the reading thread.
+    Piped,
 }
 
 /// Reads `bundle` front to back, handing every blob to `sink` (sections are drained).
 fn read_into(bundle: &[u8], dir: &Path, sink: Sink) -> io::Result<u64> {
     let store = BlobStore::open(dir.join("store"))?;
+    let import = BlobImport::new(&store)?;
     let plain = dir.join("plain");
     let mut made = BTreeSet::new();
     let mut reader = BundleReader::new(bundle, Limits::default()).map_err(io::Error::other)?;
     let mut blobs = 0;
-    let mut buf = Vec::new();
     while let Some(entry) = reader.next_entry().map_err(io::Error::other)? {
         match entry {
             Entry::Section { mut reader, .. } => {
@@ -104,7 +100,7 @@ fn read_into(bundle: &[u8], dir: &Path, sink: Sink) -> io::Result<u64> {
                     Sink::Discard => {
                         io::copy(&mut reader, &mut io::sink())?;
                     }
-                    Sink::PlainFile | Sink::PlainFileHashed | Sink::PlainFileBigBuffer => {
+                    Sink::PlainFile => {
                         let hex = digest.hex();
                         let sub = plain.join(&hex[..2]);
                         if made.insert(hex[..2].to_string()) {
@@ -112,73 +108,29 @@ fn read_into(bundle: &[u8], dir: &Path, sink: Sink) -> io::Result<u64> {
                         }
                         let tmp = sub.join(format!(".tmp-{hex}"));
                         let mut f = std::fs::File::create(&tmp)?;
-                        match sink {
-                            Sink::PlainFileHashed => {
-                                let mut h = HashingWriter(&mut f, Hasher::new());
-                                io::copy(&mut reader, &mut h)?;
-                                std::hint::black_box(h.1.finish());
-                            }
-                            Sink::PlainFileBigBuffer => {
-                                buf.resize(1 << 20, 0);
-                                loop {
-                                    let n = io::Read::read(&mut reader, &mut buf)?;
-                                    if n == 0 {
-                                        break;
-                                    }
-                                    f.write_all(&buf[..n])?;
-                                }
-                            }
-                            _ => {
-                                io::copy(&mut reader, &mut f)?;
-                            }
-                        }
+                        io::copy(&mut reader, &mut f)?;
                         std::fs::rename(&tmp, sub.join(hex))?;
                     }
-                    Sink::TempfileNoHash => {
-                        let root = dir.join("tempfiles");
-                        let mut tmp = tempfile::Builder::new()
-                            .prefix(".tmp-")
-                            .tempfile_in(&root)
-                            .or_else(|_| {
-                                std::fs::create_dir_all(&root)?;
-                                tempfile::Builder::new().prefix(".tmp-").tempfile_in(&root)
-                            })?;
-                        io::copy(&mut reader, &mut tmp)?;
-                        let hex = digest.hex();
-                        let dest = root.join("sha256").join(&hex[..2]).join(&hex);
-                        if !dest.is_file() {
-                            if let Some(parent) = dest.parent() {
-                                std::fs::create_dir_all(parent)?;
-                            }
-                            tmp.persist(&dest).map_err(|e| e.error)?;
-                        }
-                    }
-                    Sink::BlobStore => {
-                        let mut w = store.writer()?;
+                    Sink::BlobStoreInline => {
+                        let mut w = store.writer_verified_by_caller(digest)?;
                         io::copy(&mut reader, &mut w)?;
-                        let (got, _) = w.commit()?;
-                        assert_eq!(got, digest);
+                        w.commit()?;
+                    }
+                    Sink::Piped => {
+                        reader
+                            .pipe_to(import.sink(digest))
+                            .map_err(io::Error::other)?;
                     }
                 }
             }
         }
     }
+    drop(reader);
+    let stored = import.finish()?;
+    if matches!(sink, Sink::Piped) {
+        assert_eq!(stored, blobs);
+    }
     Ok(blobs)
-}
-
-/// Writes through to a file while hashing, as `BlobWriter` does.
-struct HashingWriter<'a>(&'a mut std::fs::File, Hasher);
-
-impl Write for HashingWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.0.write(buf)?;
-        self.1.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
-    }
 }
 
 /// One sha256 pass over `raw` in object-sized pieces, as the blob store's second hash does.
@@ -234,8 +186,9 @@ fn main() {
         let zstd_c = t.elapsed();
 
         let dst = runtime(dst_dir.path());
+        let input = Cursor::new(bundle.clone());
         let t = Instant::now();
-        dst.import(Cursor::new(bundle.clone()), None, MergeStrategy::Overwrite)
+        dst.import(input, None, MergeStrategy::Overwrite)
             .await
             .expect("import");
         let import = t.elapsed();
@@ -271,11 +224,9 @@ fn main() {
             .unwrap_or(3);
         let steps = [
             ("read, blobs drained (reader only)", Sink::Discard),
-            ("read + plain file per blob (no 2nd hash)", Sink::PlainFile),
-            ("read + plain file, 1 MiB copy buffer", Sink::PlainFileBigBuffer),
-            ("read + plain file + 2nd sha256", Sink::PlainFileHashed),
-            ("read + tempfile/mkdir/rename, no 2nd hash", Sink::TempfileNoHash),
-            ("read + BlobStore::writer (today's path)", Sink::BlobStore),
+            ("read + plain file per blob, same thread", Sink::PlainFile),
+            ("read + blob store writer, same thread", Sink::BlobStoreInline),
+            ("read + blobs piped to BlobImport (today)", Sink::Piped),
         ];
         // Rounds interleave the steps so that disk writeback and other load on the machine
         // spread over all of them; the minimum of each step is reported.
@@ -291,9 +242,10 @@ fn main() {
             }
             let dir = tempfile::tempdir_in(&base).expect("dir");
             let fresh = runtime(dir.path());
+            let input = Cursor::new(bundle.clone());
             let t = Instant::now();
             fresh
-                .import(Cursor::new(bundle.clone()), None, MergeStrategy::Overwrite)
+                .import(input, None, MergeStrategy::Overwrite)
                 .await
                 .expect("import");
             best_import = best_import.min(t.elapsed());
@@ -305,8 +257,8 @@ fn main() {
                 ratio(*took, zstd_d)
             );
         }
-        let [read, plain, _, _, _, store] = best[..] else {
-            unreachable!("six steps")
+        let [read, plain, inline, piped] = best[..] else {
+            unreachable!("four steps")
         };
         println!(
             "  {:<44} {:.3} s  {:.2}× zstd -d",
@@ -322,11 +274,11 @@ fn main() {
             ratio(sha, zstd_d)
         );
         println!(
-            "  files cost {:.3} s, BlobStore::writer's extra over plain files {:.3} s, \
-             Runtime::import's extra over the BlobStore step {:.3} s",
+            "  files on the reading thread cost {:.3} s; piping saves {:.3} s over the inline \
+             blob store; Runtime::import's extra over the piped step {:.3} s",
             plain.as_secs_f64() - read.as_secs_f64(),
-            store.as_secs_f64() - plain.as_secs_f64(),
-            best_import.as_secs_f64() - store.as_secs_f64()
+            inline.as_secs_f64() - piped.as_secs_f64(),
+            best_import.as_secs_f64() - piped.as_secs_f64()
         );
         let _ = io::stdout().flush();
     });
