@@ -1,6 +1,6 @@
 //! The DynamoDB state: tables (schema, indexes, TTL, tags) and their items, per scope.
 //!
-//! Items of a table live in an `imbl::OrdMap` keyed by [`ItemKey`] (partition key, sort key)
+//! Items of a table live in a [`PMap`] (a persistent B+tree, packed bottom-up on restore) keyed by [`ItemKey`] (partition key, sort key)
 //! with DynamoDB's order on key values, so a Query is a range scan and a capture clones the
 //! whole state in O(1). Secondary indexes are *derived*: ordered sets of [`IndexKey`]s kept
 //! beside the items but never serialized. After a restore they are rebuilt from the items
