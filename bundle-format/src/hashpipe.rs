@@ -75,7 +75,12 @@ fn defer(slot: &Deferred, e: BundleError) {
 /// Chunks at least this large switch the current stream to the helper thread.
 const THREAD_MIN_CHUNK: usize = 64 << 10;
 /// Messages queued to the helper; bounds buffers in flight (and thus memory).
-const QUEUE: usize = 2;
+const QUEUE: usize = 4;
+/// Chunk buffers kept for reuse. A piped stream's sink may hold chunks a while (the
+/// framework queues them to a writing thread), so more buffers are in flight than the
+/// helper's queue alone explains; a pool smaller than that lets buffers fall out and
+/// every new chunk pays for a fresh allocation and its page faults.
+const POOL: usize = 32;
 
 enum Msg {
     Start(Hasher, Option<NamedSink>),
@@ -299,7 +304,7 @@ impl HashPipe {
 
     /// Returns a shared buffer to the pool once its user is done with it.
     pub(crate) fn give_back(&mut self, b: Arc<Vec<u8>>) {
-        if self.pool.len() < 16 {
+        if self.pool.len() < POOL {
             self.pool.push(b);
         }
     }

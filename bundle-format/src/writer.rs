@@ -206,6 +206,34 @@ impl<W: Write> BundleWriter<W> {
         size: u64,
         data: &mut dyn Read,
     ) -> Result<bool, BundleError> {
+        self.blob_checked(digest, size, data, true)
+    }
+
+    /// Like [`BundleWriter::blob`], but trusts that `data` hashes to `digest` and only
+    /// checks its size: for a caller that streams from a content-addressed store which
+    /// verified every blob when it stored it (the framework's blob store names a blob by
+    /// the sha256 it computed or verified while writing it).
+    ///
+    /// Why: re-hashing every byte is the most expensive step of exporting incompressible
+    /// blobs (more than reading and compressing them), and it would only catch a store
+    /// file damaged after it was written. Every reader still verifies every blob, so such
+    /// damage is reported by name when the bundle is read, never loaded.
+    pub fn blob_from_verified_store(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<bool, BundleError> {
+        self.blob_checked(digest, size, data, false)
+    }
+
+    fn blob_checked(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        data: &mut dyn Read,
+        verify: bool,
+    ) -> Result<bool, BundleError> {
         self.check_usable()?;
         if self.blobs.contains(digest) {
             return Ok(false);
@@ -218,7 +246,7 @@ impl<W: Write> BundleWriter<W> {
                 limit: max,
             });
         }
-        let r = self.blob_inner(digest, size, data);
+        let r = self.blob_inner(digest, size, data, verify);
         if r.is_err() {
             self.poisoned = true;
         }
@@ -232,6 +260,7 @@ impl<W: Write> BundleWriter<W> {
         digest: &Digest,
         size: u64,
         data: &mut dyn Read,
+        verify: bool,
     ) -> Result<(), BundleError> {
         let start = self.out.pos;
         let mut p = [0u8; BLOB_START_LEN];
@@ -258,10 +287,12 @@ impl<W: Write> BundleWriter<W> {
                     });
                 }
                 let buf = Arc::new(buf);
-                let r = self
-                    .pipe
-                    .update_shared(&buf, 0..got)
-                    .and_then(|()| self.put_chunk_bytes(&buf));
+                let r = if verify {
+                    self.pipe.update_shared(&buf, 0..got)
+                } else {
+                    Ok(())
+                }
+                .and_then(|()| self.put_chunk_bytes(&buf));
                 self.pipe.give_back(buf);
                 r?;
             }
@@ -276,8 +307,10 @@ impl<W: Write> BundleWriter<W> {
             Ok(())
         })();
         result?;
-        self.pipe
-            .finish_checked(*digest, "blob data given to the writer")?;
+        if verify {
+            self.pipe
+                .finish_checked(*digest, "blob data given to the writer")?;
+        }
         self.end_stream(size, digest)?;
         self.index.push(IndexEntry {
             id: crate::format::StreamId::Blob {

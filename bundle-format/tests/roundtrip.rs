@@ -392,3 +392,40 @@ fn fuzz_seeds_are_valid_bundles() {
         }
     }
 }
+
+#[test]
+fn blobs_from_a_verified_store_are_written_alike_and_still_verified_by_readers() {
+    let data = vec![3u8; 250_000];
+    let d = Digest::of(&data);
+    let write = |trusted: bool, content: &[u8]| {
+        let mut w = BundleWriter::new(Vec::new(), &manifest(), WriteOptions::default()).unwrap();
+        if trusted {
+            w.blob_from_verified_store(&d, content.len() as u64, &mut &content[..])
+                .unwrap();
+        } else {
+            w.blob(&d, content.len() as u64, &mut &content[..]).unwrap();
+        }
+        w.finish().unwrap()
+    };
+    // Same bytes as the checking writer when the store is right.
+    assert_eq!(write(true, &data), write(false, &data));
+    // A damaged store file still makes a complete bundle, but no reader accepts it.
+    let mut damaged = data.clone();
+    damaged[1000] ^= 1;
+    let bundle = write(true, &damaged);
+    let err = read_sequential(&bundle[..], Limits::default()).unwrap_err();
+    assert!(matches!(err, BundleError::DigestMismatch { .. }), "{err}");
+    let err = read_piped(&bundle[..], Limits::default()).unwrap_err();
+    assert!(
+        matches!(err.0, BundleError::DigestMismatch { .. }),
+        "{}",
+        err.0
+    );
+    assert!(err.1.is_empty(), "the damaged blob was committed");
+    // Sizes are still checked.
+    let mut w = BundleWriter::new(Vec::new(), &manifest(), WriteOptions::default()).unwrap();
+    assert!(matches!(
+        w.blob_from_verified_store(&d, data.len() as u64 + 1, &mut &data[..]),
+        Err(BundleError::SizeMismatch { .. })
+    ));
+}

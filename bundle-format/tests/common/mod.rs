@@ -149,10 +149,7 @@ impl StreamSink for VecSink {
 /// Like [`read_sequential`], but every blob is piped into a sink (`StreamReader::pipe_to`).
 /// Returns the contents on success; on failure, the error and the blobs committed before
 /// it, each of which the caller should check against its digest.
-pub fn read_piped(
-    r: impl Read,
-    limits: Limits,
-) -> Result<Contents, (BundleError, Blobs)> {
+pub fn read_piped(r: impl Read, limits: Limits) -> Result<Contents, (BundleError, Blobs)> {
     let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let result = (|| {
         let mut br = BundleReader::new(r, limits)?;
