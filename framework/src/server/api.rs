@@ -12,10 +12,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::error::Error;
 use crate::scope::ScopeFilter;
@@ -409,12 +408,8 @@ async fn import(
     Query(q): Query<StateQuery>,
     req: Request,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let stream = req
-        .into_body()
-        .into_data_stream()
-        .map_err(|e| io::Error::other(e.to_string()));
-    let reader = SharedReader(Arc::new(std::sync::Mutex::new(SyncIoBridge::new(
-        StreamReader::new(stream),
+    let reader = SharedReader(Arc::new(std::sync::Mutex::new(BodyReader::pump(
+        req.into_body(),
     ))));
     let result = import_from(&app, &q, reader.clone()).await;
     if result.is_err() {
@@ -446,6 +441,61 @@ async fn import_from<R: io::Read + Send + 'static>(
             e.to_string(),
         )
     })?))
+}
+
+/// Body frames queued ahead of the import (hyper's frames are at most a few hundred KiB, so
+/// this bounds the queue to some tens of MiB).
+const BODY_QUEUE: usize = 64;
+
+/// The request body as a blocking `Read` for the bundle reader, fed by a task that reads
+/// the body as fast as the queue allows.
+///
+/// Why not `SyncIoBridge` over the body stream: that polls the body from the importing
+/// thread, so hyper reads the next frame from the socket only when the importer asks for
+/// it, and every frame costs two thread hand-offs while neither side works. With a queue,
+/// receiving and importing overlap, and the importer blocks only when it has caught up.
+struct BodyReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl BodyReader {
+    fn pump(body: Body) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(BODY_QUEUE);
+        let mut frames = body
+            .into_data_stream()
+            .map_err(|e| io::Error::other(e.to_string()));
+        tokio::spawn(async move {
+            while let Some(frame) = frames.next().await {
+                let failed = frame.is_err();
+                if tx.send(frame).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(frame)) => self.current = frame,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
 }
 
 /// A reader the import handler keeps a handle on, to drain the request body after a failed
