@@ -19,7 +19,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cryopod::bundle::{BundleReader, Entry, Hasher, Limits};
-use cryopod::{AwsRequest, BlobImport, BlobStore, Body, MergeStrategy, Runtime, Scope, ScopeFilter};
+use cryopod::{
+    AwsRequest, BlobImport, BlobStore, Body, MergeStrategy, Runtime, Scope, ScopeFilter,
+};
 use cryopod_s3::SERVICE;
 
 const OBJECT_BYTES: usize = 100 * 1024;
@@ -144,6 +146,27 @@ fn sha256_pass(raw: &[u8]) -> Duration {
     t.elapsed()
 }
 
+/// A `Write` that keeps nothing, like `> /dev/null`.
+#[derive(Default)]
+struct CountingSink(u64);
+
+impl Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes back every dirty page (`sync`), so a timed step does not pay for an earlier
+/// step's disk writes.
+fn flush_page_cache() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
@@ -162,7 +185,6 @@ fn main() {
         .build()
         .expect("tokio");
     let src_dir = tempfile::tempdir_in(&base).expect("dir");
-    let dst_dir = tempfile::tempdir_in(&base).expect("dir");
     rt_tokio.block_on(async {
         let src = runtime(src_dir.path());
         put(&src, "/bench", Vec::new()).await;
@@ -173,38 +195,76 @@ fn main() {
             put(&src, &format!("/bench/obj-{i:06}"), body).await;
         }
         let total = raw.len();
+        let rounds: usize = std::env::var("CRYOPOD_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+            .max(1);
 
-        let t = Instant::now();
+        // Untimed: the bundle the imports read, and the zstd frame the baseline decompresses.
         let (bundle, _) = src
             .export(None, &ScopeFilter::all(), Vec::with_capacity(total), Default::default())
             .await
             .expect("export");
-        let export = t.elapsed();
-
-        let t = Instant::now();
         let compressed = zstd::bulk::compress(&raw, 1).expect("zstd");
-        let zstd_c = t.elapsed();
 
-        let dst = runtime(dst_dir.path());
-        let input = Cursor::new(bundle.clone());
-        let t = Instant::now();
-        dst.import(input, None, MergeStrategy::Overwrite)
-            .await
-            .expect("import");
-        let import = t.elapsed();
+        // Headline rounds. Both sides of each ratio stream into a sink that only counts
+        // bytes (`zstd -1 > /dev/null` and `zstd -d > /dev/null`), so neither pays for
+        // filling a large buffer. Before each timed step the page cache's dirty pages are
+        // flushed (`sync`), so one step's disk writeback does not land on the next. Every
+        // round's directory stays until the end: ext4 without a journal (this machine's
+        // disk) skips inodes deleted in the last 30 s when it allocates one, and after
+        // thousands of deletions that scan dominated file creation (a third of all CPU
+        // samples), an artifact of deleting between rounds that no import meets.
+        let mut keep = Vec::new();
+        let mut head = [Duration::MAX; 4];
+        let mut bundle_bytes = 0;
+        for _ in 0..rounds {
+            flush_page_cache();
+            let t = Instant::now();
+            let (sink, _) = src
+                .export(None, &ScopeFilter::all(), CountingSink::default(), Default::default())
+                .await
+                .expect("export");
+            head[0] = head[0].min(t.elapsed());
+            bundle_bytes = sink.0;
 
-        let t = Instant::now();
-        let back = zstd::bulk::decompress(&compressed, total).expect("unzstd");
-        let zstd_d = t.elapsed();
-        assert_eq!(back.len(), total);
+            let t = Instant::now();
+            let mut out = CountingSink::default();
+            zstd::stream::copy_encode(&raw[..], &mut out, 1).expect("zstd");
+            head[1] = head[1].min(t.elapsed());
+
+            let dir = tempfile::tempdir_in(&base).expect("dir");
+            let fresh = runtime(dir.path());
+            let input = Cursor::new(bundle.clone());
+            flush_page_cache();
+            let t = Instant::now();
+            fresh
+                .import(input, None, MergeStrategy::Overwrite)
+                .await
+                .expect("import");
+            head[2] = head[2].min(t.elapsed());
+            keep.push(dir);
+
+            let t = Instant::now();
+            let mut out = CountingSink::default();
+            zstd::stream::copy_decode(&compressed[..], &mut out).expect("unzstd");
+            head[3] = head[3].min(t.elapsed());
+            assert_eq!(out.0 as usize, total);
+        }
+        let [export, zstd_c, import, zstd_d] = head;
 
         let mib = total as f64 / (1024.0 * 1024.0);
-        println!("objects: {count} × {} KiB = {mib:.0} MiB; blob dir: {}", OBJECT_BYTES / 1024, base.display());
+        println!(
+            "objects: {count} × {} KiB = {mib:.0} MiB; blob dir: {}; best of {rounds} rounds",
+            OBJECT_BYTES / 1024,
+            base.display()
+        );
         println!(
             "export: {:.3} s ({:.0} MiB/s), bundle {:.1} MiB | zstd -1: {:.3} s, {:.1} MiB | ratio {:.2}×",
             export.as_secs_f64(),
             mib / export.as_secs_f64(),
-            bundle.len() as f64 / 1048576.0,
+            bundle_bytes as f64 / 1048576.0,
             zstd_c.as_secs_f64(),
             compressed.len() as f64 / 1048576.0,
             ratio(export, zstd_c)
@@ -218,45 +278,45 @@ fn main() {
         );
 
         println!("import breakdown (each step on the same bundle, fresh directory, best of rounds):");
-        let rounds: usize = std::env::var("CRYOPOD_BENCH_ROUNDS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3);
         let steps = [
             ("read, blobs drained (reader only)", Sink::Discard),
             ("read + plain file per blob, same thread", Sink::PlainFile),
             ("read + blob store writer, same thread", Sink::BlobStoreInline),
             ("read + blobs piped to BlobImport (today)", Sink::Piped),
         ];
-        // Rounds interleave the steps so that disk writeback and other load on the machine
-        // spread over all of them; the minimum of each step is reported.
         let mut best = vec![Duration::MAX; steps.len()];
-        let mut best_import = import;
-        // Every round's directory stays until the end: ext4 without a journal (this
-        // machine's disk) skips inodes deleted in the last 30 s when it allocates one, and
-        // after thousands of deletions that scan dominated file creation (a third of all
-        // CPU samples), an artifact of deleting between rounds that no import meets.
-        let mut keep = Vec::new();
         for _ in 0..rounds {
             for (i, (name, sink)) in steps.iter().enumerate() {
                 let dir = tempfile::tempdir_in(&base).expect("dir");
+                flush_page_cache();
                 let t = Instant::now();
                 let n = read_into(&bundle, dir.path(), *sink).expect(name);
                 best[i] = best[i].min(t.elapsed());
                 assert_eq!(n as usize, count);
                 keep.push(dir);
             }
+        }
+        // The whole import split in its two calls: decoding (sections, blobs into the
+        // store, every check) and applying the decoded state.
+        let (mut decode_best, mut apply_best) = (Duration::MAX, Duration::MAX);
+        for _ in 0..rounds {
             let dir = tempfile::tempdir_in(&base).expect("dir");
             let fresh = runtime(dir.path());
             let input = Cursor::new(bundle.clone());
+            flush_page_cache();
+            let t = Instant::now();
+            let decoded = fresh
+                .decode(input, None, Limits::default())
+                .await
+                .expect("decode");
+            decode_best = decode_best.min(t.elapsed());
             let t = Instant::now();
             fresh
-                .import(input, None, MergeStrategy::Overwrite)
+                .apply_to(decoded.snapshot, MergeStrategy::Overwrite, None)
                 .await
-                .expect("import");
-            best_import = best_import.min(t.elapsed());
+                .expect("apply");
+            apply_best = apply_best.min(t.elapsed());
             keep.push(dir);
-            drop(fresh);
         }
         for ((name, _), took) in steps.iter().zip(&best) {
             println!(
@@ -265,6 +325,7 @@ fn main() {
                 ratio(*took, zstd_d)
             );
         }
+        let best_import = import;
         let [read, plain, inline, piped] = best[..] else {
             unreachable!("four steps")
         };
@@ -274,6 +335,16 @@ fn main() {
             best_import.as_secs_f64(),
             ratio(best_import, zstd_d)
         );
+        for (name, took) in [
+            ("Runtime::decode (read_bundle)", decode_best),
+            ("Runtime::apply_to (the decoded state)", apply_best),
+        ] {
+            println!(
+                "  {name:<44} {:.3} s  {:.2}× zstd -d",
+                took.as_secs_f64(),
+                ratio(took, zstd_d)
+            );
+        }
         let sha = sha256_pass(&raw);
         println!(
             "  {:<44} {:.3} s  {:.2}× zstd -d",
