@@ -11,7 +11,12 @@
 //!   back to back until it has passed), `CRYOPOD_BENCH_ROUNDS` (default 2) pairs of phases
 //!   without and during exports, alternating;
 //! - `CRYOPOD_BENCH_BODY_KB` (default 16): body size of the PutObject/GetObject mix;
-//! - `CRYOPOD_BENCH_DIR` (default the system temp dir): where the blob store lives.
+//! - `CRYOPOD_BENCH_DIR` (default the system temp dir): where the blob store lives;
+//! - `CRYOPOD_BENCH_BACKGROUND_CLIENT` (set to anything): the thread downloading the exports
+//!   runs at the framework's background priority, to tell its share of the latency from the
+//!   server's;
+//! - `CRYOPOD_BENCH_EXPORT_IN_PROCESS` (set to anything): exports through `Runtime::export`
+//!   into a sink instead of over HTTP, to tell the HTTP streaming's share from the export's.
 //!
 //! Memory is read from `/proc/self/status` (Linux): the peak (`VmHWM`) is reset through
 //! `/proc/self/clear_refs` just before the export, so the growth is the export's alone.
@@ -321,18 +326,43 @@ fn main() {
             let exporting = Arc::new(AtomicBool::new(true));
             let exporter = {
                 let (exporting, exports) = (Arc::clone(&exporting), Arc::clone(&exports));
-                std::thread::spawn(move || {
+                let in_process = std::env::var_os("CRYOPOD_BENCH_EXPORT_IN_PROCESS")
+                    .is_some()
+                    .then(|| (runtime.clone(), tokio::runtime::Handle::current()));
+                let work = move || {
                     let start = Instant::now();
                     // Back to back until the phase has passed; at least one whole export.
                     loop {
-                        export_over_http(addr);
+                        match &in_process {
+                            // Diagnostic: `Runtime::export` into a sink, no HTTP.
+                            Some((rt, handle)) => {
+                                handle
+                                    .block_on(rt.export(
+                                        None,
+                                        &cryopod::ScopeFilter::all(),
+                                        std::io::sink(),
+                                        Default::default(),
+                                    ))
+                                    .expect("export");
+                            }
+                            None => {
+                                export_over_http(addr);
+                            }
+                        }
                         exports.fetch_add(1, Ordering::Relaxed);
                         if start.elapsed() > phase {
                             break;
                         }
                     }
                     exporting.store(false, Ordering::Relaxed);
-                })
+                };
+                // Diagnostic: the client that downloads the exports at background priority
+                // too, to tell its share of the latency from the server's.
+                if std::env::var_os("CRYOPOD_BENCH_BACKGROUND_CLIENT").is_some() {
+                    cryopod::background::spawn("bench-export-client", work).expect("thread")
+                } else {
+                    std::thread::spawn(work)
+                }
             };
             let busy_start = Instant::now();
             mix(
