@@ -61,20 +61,6 @@ impl Write for CountingSink {
     }
 }
 
-/// User + system CPU seconds of this process, all threads.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // `rest` starts at field 3 (state), so field n is at index n - 3. Clock ticks are
-    // 100 per second on Linux.
-    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
-}
-
 #[derive(Clone, Copy)]
 struct Sample {
     wall: Duration,
@@ -83,7 +69,10 @@ struct Sample {
 }
 
 async fn export_in_process(rt: &Runtime) -> Sample {
-    let (c, t) = (cpu_seconds(), Instant::now());
+    let (c, t) = (
+        cryopod::testing::process_cpu_time().as_secs_f64(),
+        Instant::now(),
+    );
     let (sink, _) = rt
         .export(
             None,
@@ -95,13 +84,16 @@ async fn export_in_process(rt: &Runtime) -> Sample {
         .expect("export");
     Sample {
         wall: t.elapsed(),
-        cpu: cpu_seconds() - c,
+        cpu: cryopod::testing::process_cpu_time().as_secs_f64() - c,
         bytes: sink.0,
     }
 }
 
 async fn export_http(client: &reqwest::Client, ep: &str) -> Sample {
-    let (c, t) = (cpu_seconds(), Instant::now());
+    let (c, t) = (
+        cryopod::testing::process_cpu_time().as_secs_f64(),
+        Instant::now(),
+    );
     let resp = client
         .get(format!("{ep}/_cryopod/state"))
         .send()
@@ -115,7 +107,7 @@ async fn export_http(client: &reqwest::Client, ep: &str) -> Sample {
     }
     Sample {
         wall: t.elapsed(),
-        cpu: cpu_seconds() - c,
+        cpu: cryopod::testing::process_cpu_time().as_secs_f64() - c,
         bytes,
     }
 }

@@ -78,21 +78,6 @@ fn table(n: usize, with_gsi: bool) -> Table {
     t
 }
 
-/// Process CPU time (user + system, every thread) from `/proc/self/stat`, in clock ticks
-/// of 10 ms; zero where that file does not exist.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    Duration::from_millis(f.iter().sum::<u64>() * 10)
-}
-
 /// Best wall time and best process CPU time of `f` over the rounds it was run.
 #[derive(Clone, Copy)]
 struct Best {
@@ -110,10 +95,12 @@ impl Best {
 
     /// Runs `f` once and keeps the better times; the result is dropped after the timer.
     fn run<T>(&mut self, f: impl FnOnce() -> T) -> T {
-        let (c, t) = (cpu_time(), Instant::now());
+        let (c, t) = (cryopod::testing::process_cpu_time(), Instant::now());
         let v = f();
         self.wall = self.wall.min(t.elapsed());
-        self.cpu = self.cpu.min(cpu_time().saturating_sub(c));
+        self.cpu = self
+            .cpu
+            .min(cryopod::testing::process_cpu_time().saturating_sub(c));
         v
     }
 }

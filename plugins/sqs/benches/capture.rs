@@ -49,22 +49,6 @@ fn best<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     }
 }
 
-/// Process CPU time (user + system, every thread) from `/proc/self/stat`, in clock ticks
-/// of 10 ms; zero where that file does not exist. Less disturbed than wall time by other
-/// work on the machine, which takes turns on the CPU rather than adding CPU time here.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (in parentheses): utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    Duration::from_millis(f.iter().sum::<u64>() * 10)
-}
-
 fn rounds(r: &[f64]) -> String {
     r.iter()
         .map(|x| format!("{x:.2}x"))
@@ -174,7 +158,7 @@ fn main() {
     let mut apply_cpu = Duration::MAX;
     let mut plain_cpu = Duration::MAX;
     for _ in 0..runs {
-        let c = cpu_time();
+        let c = cryopod::testing::process_cpu_time();
         let t = Instant::now();
         let (state, _) =
             cryopod::state::decode_section(SERVICE, 1, &mut &bytes[..]).expect("decode");
@@ -186,15 +170,15 @@ fn main() {
             .block_on(rt.apply(snap, MergeStrategy::Overwrite))
             .expect("apply");
         let installed = t.elapsed();
-        apply_cpu = apply_cpu.min(cpu_time().saturating_sub(c));
+        apply_cpu = apply_cpu.min(cryopod::testing::process_cpu_time().saturating_sub(c));
         let t = Instant::now();
         cryopod_sqs::messages::wait_for_background_drops();
         let freed = t.elapsed();
-        let c = cpu_time();
+        let c = cryopod::testing::process_cpu_time();
         let t = Instant::now();
         let back = rmp_serde::from_slice::<Vec<Message>>(&plain_bytes).expect("decode plain");
         let base = t.elapsed();
-        plain_cpu = plain_cpu.min(cpu_time().saturating_sub(c));
+        plain_cpu = plain_cpu.min(cryopod::testing::process_cpu_time().saturating_sub(c));
         assert_eq!(back.len(), total);
         let t = Instant::now();
         drop(back);
