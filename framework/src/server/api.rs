@@ -581,4 +581,52 @@ mod tests {
         let err = w.write_all(&vec![0u8; CHUNK]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
+
+    /// A request body made of `frames`, then an error if `fail` is set.
+    fn body(frames: Vec<Vec<u8>>, fail: bool) -> Body {
+        let mut items: Vec<Result<Bytes, io::Error>> =
+            frames.into_iter().map(|f| Ok(Bytes::from(f))).collect();
+        if fail {
+            items.push(Err(io::Error::other("connection reset by the client")));
+        }
+        Body::from_stream(futures::stream::iter(items))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn body_reader_yields_every_frame_in_order_then_the_end() {
+        // More frames than the queue holds, of uneven sizes.
+        let frames: Vec<Vec<u8>> = (0..3 * BODY_QUEUE)
+            .map(|i| vec![(i % 251) as u8; 1 + i * 37 % 5000])
+            .collect();
+        let want: Vec<u8> = frames.concat();
+        let mut r = BodyReader::pump(body(frames, false));
+        let got = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            // Small reads too, so frames are split across calls.
+            let mut buf = [0u8; 777];
+            loop {
+                let n = io::Read::read(&mut r, &mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+            out
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn body_reader_reports_a_broken_upload_instead_of_an_end() {
+        let mut r = BodyReader::pump(body(vec![b"partial bundle".to_vec()], true));
+        let err = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            io::Read::read_to_end(&mut r, &mut out).unwrap_err()
+        })
+        .await
+        .unwrap();
+        assert!(err.to_string().contains("connection reset"), "{err}");
+    }
 }
