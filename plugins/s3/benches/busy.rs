@@ -21,6 +21,8 @@
 //! Memory is read from `/proc/self/status` (Linux): the peak (`VmHWM`) is reset through
 //! `/proc/self/clear_refs` just before the export, so the growth is the export's alone.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -31,8 +33,9 @@ use aws_credential_types::Credentials;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_types::region::Region;
+use common::{object, put};
 use cryopod::server::TestServer;
-use cryopod::{AwsRequest, BlobStore, Body, Runtime, Scope};
+use cryopod::{BlobStore, Runtime};
 use cryopod_s3::SERVICE;
 
 const MIB: usize = 1024 * 1024;
@@ -42,40 +45,6 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Text-like bytes (a 32-symbol alphabet) so that the export compresses, as real data does.
-fn object(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b"abcdefghijklmnopqrstuvwxyz ,.\n01"[(x % 32) as usize]
-        })
-        .collect()
-}
-
-/// A PUT straight into the S3 service (no HTTP): fills the state quickly.
-async fn put(rt: &Runtime, uri: &str, body: Vec<u8>) {
-    let svc = rt.service(SERVICE).expect("s3");
-    let request = http::Request::builder()
-        .method("PUT")
-        .uri(uri)
-        .header("host", "127.0.0.1")
-        .header("content-length", body.len())
-        .body(Body::from(body))
-        .expect("request");
-    let resp = svc
-        .handle(AwsRequest {
-            scope: Scope::default(),
-            access_key_id: None,
-            endpoint: "http://127.0.0.1".into(),
-            request,
-        })
-        .await;
-    assert!(resp.status().is_success(), "PUT {uri}: {}", resp.status());
 }
 
 fn client(endpoint: &str) -> Client {

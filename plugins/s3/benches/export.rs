@@ -13,15 +13,16 @@
 //! and the blobs piped to the hashing thread and written by `BlobImport`'s thread (today's
 //! path), plus one sha256 pass over the raw bytes.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{self, Cursor, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::{object, put};
 use cryopod::bundle::{BundleReader, Entry, Hasher, Limits};
-use cryopod::{
-    AwsRequest, BlobImport, BlobStore, Body, MergeStrategy, Runtime, Scope, ScopeFilter,
-};
+use cryopod::{BlobImport, BlobStore, MergeStrategy, Runtime, ScopeFilter};
 use cryopod_s3::SERVICE;
 
 const OBJECT_BYTES: usize = 100 * 1024;
@@ -32,39 +33,6 @@ fn runtime(dir: &std::path::Path) -> Runtime {
         .blob_store(BlobStore::open(dir).expect("blob store"))
         .build()
         .expect("runtime")
-}
-
-/// Text-like bytes (a 32-symbol alphabet) so compression has work to do, as real data does.
-fn object(seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    (0..OBJECT_BYTES)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            b"abcdefghijklmnopqrstuvwxyz ,.\n01"[(x % 32) as usize]
-        })
-        .collect()
-}
-
-async fn put(rt: &Runtime, uri: &str, body: Vec<u8>) {
-    let svc = rt.service(SERVICE).expect("s3");
-    let request = http::Request::builder()
-        .method("PUT")
-        .uri(uri)
-        .header("host", "127.0.0.1")
-        .header("content-length", body.len())
-        .body(Body::from(body))
-        .expect("request");
-    let resp = svc
-        .handle(AwsRequest {
-            scope: Scope::default(),
-            access_key_id: None,
-            endpoint: "http://127.0.0.1".into(),
-            request,
-        })
-        .await;
-    assert!(resp.status().is_success(), "PUT {uri}: {}", resp.status());
 }
 
 /// What an import step does with each blob stream of the bundle.
@@ -190,7 +158,7 @@ fn main() {
         put(&src, "/bench", Vec::new()).await;
         let mut raw = Vec::with_capacity(count * OBJECT_BYTES);
         for i in 0..count {
-            let body = object(i as u64);
+            let body = object(i as u64, OBJECT_BYTES);
             raw.extend_from_slice(&body);
             put(&src, &format!("/bench/obj-{i:06}"), body).await;
         }
