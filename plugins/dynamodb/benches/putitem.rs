@@ -11,16 +11,17 @@
 //!
 //! Run: `cargo bench -p cryopod-dynamodb --bench putitem`.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::table;
 use cryopod::server::TestServer;
 use cryopod::{MergeStrategy, Scope, Snapshot};
 use cryopod_dynamodb::SERVICE;
-use cryopod_dynamodb::state::{DynamoState, IndexDef, KeySchema, Projection, Table};
-use cryopod_dynamodb::value::{AttrValue, Item, ItemKey, KeyVal};
+use cryopod_dynamodb::state::DynamoState;
 use serde_json::json;
 
 fn env(name: &str, default: u64) -> u64 {
@@ -28,68 +29,6 @@ fn env(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn item(i: usize) -> (ItemKey, Item) {
-    let pk = format!("user#{:07}", i / 10);
-    let sk = (i % 10).to_string();
-    let mut m = BTreeMap::new();
-    m.insert("pk".to_string(), AttrValue::S(pk.clone()));
-    m.insert("sk".to_string(), AttrValue::N(sk.clone()));
-    m.insert("name".to_string(), AttrValue::S(format!("name {i}")));
-    m.insert(
-        "score".to_string(),
-        AttrValue::N(format!("{}.{}", i % 1000, i % 7)),
-    );
-    m.insert("active".to_string(), AttrValue::BOOL(i.is_multiple_of(2)));
-    m.insert("group".to_string(), AttrValue::S(format!("g{}", i % 100)));
-    (
-        ItemKey {
-            hash: KeyVal::string(&pk),
-            range: KeyVal::number(&sk),
-        },
-        Item::new(m),
-    )
-}
-
-fn table(n: usize) -> Table {
-    let mut t = Table {
-        name: "bench".into(),
-        table_id: "00000000-0000-0000-0000-000000000000".into(),
-        created: 1.7e9,
-        key: KeySchema {
-            hash: "pk".into(),
-            range: Some("sk".into()),
-        },
-        attribute_definitions: vec![
-            ("pk".into(), "S".into()),
-            ("sk".into(), "N".into()),
-            ("group".into(), "S".into()),
-        ],
-        billing_mode: "PAY_PER_REQUEST".into(),
-        throughput: None,
-        local_indexes: vec![],
-        global_indexes: vec![IndexDef {
-            name: "by-group".into(),
-            key: KeySchema {
-                hash: "group".into(),
-                range: Some("sk".into()),
-            },
-            projection: Projection {
-                kind: "ALL".into(),
-                non_key: vec![],
-            },
-            throughput: None,
-        }],
-        ttl: None,
-        tags: Default::default(),
-        deletion_protection: false,
-        items: (0..n).map(item).collect(),
-        indexes: Default::default(),
-        size_bytes: 0,
-    };
-    t.rebuild_indexes();
-    t
 }
 
 /// The PutItem body for item `i` (an existing key) in round `round`.
@@ -188,7 +127,7 @@ fn main() {
             .scopes
             .get_mut(&Scope::default())
             .tables
-            .insert("bench".into(), table(n));
+            .insert("bench".into(), table(n, true));
         let mut snap = Snapshot::default();
         snap.services.insert(SERVICE.into(), Box::new(state));
         server

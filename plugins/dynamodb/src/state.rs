@@ -516,15 +516,19 @@ impl Table {
         self.index_maps_mut().remove(name);
     }
 
+    /// The entry `item` has in each index that holds it, by index name.
+    fn entries_of(&self, pk: &ItemKey, item: &Item) -> Vec<(String, IndexKey)> {
+        self.all_indexes()
+            .filter_map(|idx| index_entry(idx, pk, item).map(|e| (idx.name.clone(), e)))
+            .collect()
+    }
+
     fn unindex(&mut self, pk: &ItemKey, item: &Item) {
         self.size_bytes = self.size_bytes.saturating_sub(item.size() as u64);
         if self.all_indexes().next().is_none() {
             return;
         }
-        let entries: Vec<(String, IndexKey)> = self
-            .all_indexes()
-            .filter_map(|idx| index_entry(idx, pk, item).map(|e| (idx.name.clone(), e)))
-            .collect();
+        let entries = self.entries_of(pk, item);
         let maps = self.index_maps_mut();
         for (name, e) in entries {
             if let Some(set) = maps.get_mut(&name) {
@@ -538,10 +542,7 @@ impl Table {
         if self.all_indexes().next().is_none() {
             return;
         }
-        let entries: Vec<(String, IndexKey)> = self
-            .all_indexes()
-            .filter_map(|idx| index_entry(idx, pk, item).map(|e| (idx.name.clone(), e)))
-            .collect();
+        let entries = self.entries_of(pk, item);
         let maps = self.index_maps_mut();
         for (name, e) in entries {
             maps.entry(name).or_default().insert(e, ());
