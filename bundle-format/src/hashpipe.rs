@@ -17,7 +17,8 @@
 
 use std::io;
 use std::ops::{Deref, Range};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -76,8 +77,11 @@ fn defer(slot: &Deferred, e: BundleError) {
 const THREAD_MIN_CHUNK: usize = 64 << 10;
 /// Messages queued to the helper; bounds buffers in flight (and thus memory).
 const QUEUE: usize = 4;
-/// Chunk buffers kept for reuse. A piped stream's sink may hold chunks a while (the
-/// framework queues them to a writing thread), so more buffers are in flight than the
+/// A piped stream that starts while the helper has this many bytes still to hash is
+/// hashed on the reading thread instead (see [`HashPipe::begin_sink`]).
+const INLINE_BACKLOG: usize = 256 << 10;
+/// Chunk buffers kept for reuse. A piped stream's sink may hold chunks a while (to write
+/// them on a thread of its own, say), so more buffers are in flight than the
 /// helper's queue alone explains; a pool smaller than that lets buffers fall out and
 /// every new chunk pays for a fresh allocation and its page faults.
 const POOL: usize = 32;
@@ -97,6 +101,8 @@ enum Msg {
 struct Helper {
     tx: SyncSender<Msg>,
     handle: Option<JoinHandle<()>>,
+    /// Bytes sent to the helper and not yet hashed (and handed to their sink).
+    backlog: Arc<AtomicUsize>,
 }
 
 impl Drop for Helper {
@@ -110,7 +116,7 @@ impl Drop for Helper {
     }
 }
 
-fn helper_main(rx: Receiver<Msg>, deferred: Deferred) {
+fn helper_main(rx: Receiver<Msg>, deferred: Deferred, backlog: Arc<AtomicUsize>) {
     let mut state = Hasher::new();
     let mut sink: Option<NamedSink> = None;
     while let Ok(m) = rx.recv() {
@@ -120,6 +126,7 @@ fn helper_main(rx: Receiver<Msg>, deferred: Deferred) {
                 sink = s;
             }
             Msg::Data(buf, r) => {
+                let len = r.len();
                 if let Some(s) = buf.get(r.clone()) {
                     state.update(s);
                 }
@@ -129,6 +136,7 @@ fn helper_main(rx: Receiver<Msg>, deferred: Deferred) {
                     defer(&deferred, sink_error(what, e));
                     sink = None;
                 }
+                backlog.fetch_sub(len, Ordering::Release);
             }
             Msg::Finish(reply) => {
                 let _ = reply.send(std::mem::take(&mut state).finish());
@@ -208,23 +216,40 @@ impl HashPipe {
     }
 
     /// Pipes the current stream (nothing of it hashed yet) into `sink`: on the helper
-    /// thread when there is a second core, else here.
+    /// thread when there is a second core and the helper is not behind, else here.
+    ///
+    /// Why not always on the helper: hashing and writing a blob costs more than
+    /// decompressing it, so with every stream on the helper the reading thread would
+    /// wait for it (an import ran at ~2× `zstd -d`). A stream that starts while the
+    /// helper is behind (its queue is full, or it has more than [`INLINE_BACKLOG`] bytes
+    /// to hash) is hashed and written here instead, and moves to the helper as
+    /// soon as the helper has caught up, so both threads stay busy and the work splits
+    /// by itself in whatever proportion the two costs have on this machine.
     pub(crate) fn begin_sink(
         &mut self,
         sink: Box<dyn StreamSink>,
         what: String,
     ) -> Result<(), BundleError> {
-        if self.parallel {
-            self.inline = None;
-            self.inline_sink = None;
-            self.helper()?
-                .send(Msg::Start(Hasher::new(), Some((sink, what))))
-                .map_err(|_| dead())
-        } else {
-            self.inline = Some(Hasher::new());
-            self.inline_sink = Some((sink, what));
-            Ok(())
+        if self.parallel && self.backlog() < INLINE_BACKLOG {
+            let start = Msg::Start(Hasher::new(), Some((sink, what)));
+            match self.helper()?.try_send(start) {
+                Ok(()) => {
+                    self.inline = None;
+                    self.inline_sink = None;
+                    return Ok(());
+                }
+                // The helper's queue is full: sending would wait for it.
+                Err(TrySendError::Full(Msg::Start(_, Some((sink, what))))) => {
+                    self.inline = Some(Hasher::new());
+                    self.inline_sink = Some((sink, what));
+                    return Ok(());
+                }
+                Err(_) => return Err(dead()),
+            }
         }
+        self.inline = Some(Hasher::new());
+        self.inline_sink = Some((sink, what));
+        Ok(())
     }
 
     /// Ends a piped stream whose bytes must hash to `expected`: verified and committed
@@ -313,12 +338,15 @@ impl HashPipe {
         if self.helper.is_none() {
             let (tx, rx) = sync_channel(QUEUE);
             let deferred = Arc::clone(&self.deferred);
+            let backlog = Arc::new(AtomicUsize::new(0));
+            let theirs = Arc::clone(&backlog);
             let handle = std::thread::Builder::new()
                 .name("cryopod-bundle-sha256".into())
-                .spawn(move || helper_main(rx, deferred))?;
+                .spawn(move || helper_main(rx, deferred, theirs))?;
             self.helper = Some(Helper {
                 tx,
                 handle: Some(handle),
+                backlog,
             });
         }
         match &self.helper {
@@ -327,15 +355,44 @@ impl HashPipe {
         }
     }
 
+    /// Bytes the helper has yet to hash (0 before it exists).
+    fn backlog(&self) -> usize {
+        self.helper
+            .as_ref()
+            .map_or(0, |h| h.backlog.load(Ordering::Acquire))
+    }
+
+    /// Queues `buf[range]` for the helper, counting it in its backlog.
+    fn send_data(&mut self, buf: &Arc<Vec<u8>>, range: Range<usize>) -> Result<(), BundleError> {
+        let len = range.len();
+        let tx = self.helper()?.clone();
+        if let Some(h) = &self.helper {
+            h.backlog.fetch_add(len, Ordering::AcqRel);
+        }
+        tx.send(Msg::Data(Arc::clone(buf), range)).map_err(|_| {
+            if let Some(h) = &self.helper {
+                h.backlog.fetch_sub(len, Ordering::AcqRel);
+            }
+            dead()
+        })
+    }
+
     /// Hashes `buf[range]`, on the helper thread when the data is large enough.
     pub(crate) fn update_shared(
         &mut self,
         buf: &Arc<Vec<u8>>,
         range: Range<usize>,
     ) -> Result<(), BundleError> {
-        if let Some(h) = self.inline.as_mut() {
-            if !self.parallel || range.len() < THREAD_MIN_CHUNK {
-                if let Some(s) = buf.get(range.clone()) {
+        if self.inline.is_some() {
+            let stay = if self.inline_sink.is_some() {
+                // A piped stream started here because the helper was behind; it moves
+                // once the helper has nothing left to do.
+                !self.parallel || self.backlog() > 0
+            } else {
+                !self.parallel || range.len() < THREAD_MIN_CHUNK
+            };
+            if stay {
+                if let (Some(h), Some(s)) = (self.inline.as_mut(), buf.get(range.clone())) {
                     h.update(s);
                 }
                 if let Some((sink, what)) = self.inline_sink.as_mut() {
@@ -352,13 +409,12 @@ impl HashPipe {
                 return Ok(());
             }
             let state = self.inline.take().unwrap_or_default();
+            let sink = self.inline_sink.take();
             self.helper()?
-                .send(Msg::Start(state, None))
+                .send(Msg::Start(state, sink))
                 .map_err(|_| dead())?;
         }
-        self.helper()?
-            .send(Msg::Data(Arc::clone(buf), range))
-            .map_err(|_| dead())
+        self.send_data(buf, range)
     }
 
     /// Hashes a borrowed slice (copied if the stream is on the helper thread).
@@ -449,6 +505,90 @@ mod tests {
                 .push(format!("error: {e}").into_bytes()),
         }
         committed
+    }
+
+    /// Which stream was written (`false`) or committed (`true`) on which thread.
+    type WriteLog = Arc<Mutex<Vec<(&'static str, std::thread::ThreadId, bool)>>>;
+
+    /// Holds the helper in its first `write` until told to go on; records which thread
+    /// wrote each stream.
+    struct Gate {
+        name: &'static str,
+        wait: Option<std::sync::mpsc::Receiver<()>>,
+        log: WriteLog,
+        data: Vec<u8>,
+    }
+
+    impl StreamSink for Gate {
+        fn write(&mut self, chunk: Chunk) -> io::Result<()> {
+            if let Some(rx) = self.wait.take() {
+                let _ = rx.recv();
+            }
+            self.log
+                .lock()
+                .unwrap()
+                .push((self.name, std::thread::current().id(), false));
+            self.data.extend_from_slice(&chunk);
+            Ok(())
+        }
+        fn commit(self: Box<Self>) -> io::Result<()> {
+            self.log
+                .lock()
+                .unwrap()
+                .push((self.name, std::thread::current().id(), true));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stream_starting_while_the_helper_is_behind_is_hashed_here_and_still_verified() {
+        let mut p = HashPipe::new();
+        p.parallel = true;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (go, wait) = std::sync::mpsc::channel();
+        let big = Arc::new(vec![1u8; 2 * INLINE_BACKLOG]);
+        let gate = |name, wait| Gate {
+            name,
+            wait,
+            log: log.clone(),
+            data: Vec::new(),
+        };
+        // The first stream goes to the helper, which blocks in its first write: the
+        // helper is now behind by more than INLINE_BACKLOG.
+        p.begin();
+        p.begin_sink(Box::new(gate("first", Some(wait))), "first".into())
+            .unwrap();
+        p.update_shared(&big, 0..big.len()).unwrap();
+        p.finish_piped(Digest::of(&big)).unwrap();
+        // The second starts and is written here, then the third fails verification here.
+        let here = std::thread::current().id();
+        let small = Arc::new(b"second".to_vec());
+        p.begin();
+        p.begin_sink(Box::new(gate("second", None)), "second".into())
+            .unwrap();
+        p.update_shared(&small, 0..small.len()).unwrap();
+        p.finish_piped(Digest::of(&small)).unwrap();
+        p.begin();
+        p.begin_sink(Box::new(gate("third", None)), "third".into())
+            .unwrap();
+        p.update_shared(&small, 0..small.len()).unwrap();
+        let err = p.finish_piped(Digest::of(b"not it")).unwrap_err();
+        assert!(
+            err.to_string().contains("digest mismatch for third"),
+            "{err}"
+        );
+        go.send(()).unwrap();
+        p.settle().unwrap();
+        let log = log.lock().unwrap();
+        let of = |name| -> Vec<_> { log.iter().filter(|e| e.0 == name).cloned().collect() };
+        assert_eq!(
+            of("second"),
+            vec![("second", here, false), ("second", here, true)]
+        );
+        assert_eq!(of("third"), vec![("third", here, false)], "never committed");
+        let first = of("first");
+        assert!(first.iter().all(|e| e.1 != here), "{first:?}");
+        assert_eq!(first.last().map(|e| e.2), Some(true));
     }
 
     #[test]

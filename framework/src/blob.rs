@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cryopod_bundle::Hasher;
@@ -368,160 +368,78 @@ impl Write for BlobWriter {
     }
 }
 
-/// Stores the blobs of a bundle being imported, on a thread of its own.
+/// Stores the blobs of a bundle being imported, as the reader's hashing thread verifies them.
 ///
-/// Why a thread: the bundle reader decompresses on the importing thread and verifies
-/// sha256 on a second one ([`cryopod_bundle::StreamReader::pipe_to`]); writing the files
-/// on a third keeps the two first ones busy with nothing else, so an import of many blobs
-/// runs near the speed of decompression instead of the sum of the three steps.
+/// Why there: the bundle reader decompresses on the importing thread and verifies sha256 on
+/// a second one ([`cryopod_bundle::StreamReader::pipe_to`]). Each blob's file is written by
+/// that second thread right after it hashed a chunk (still in its cache), so an import uses
+/// two threads, one per core on a two-core machine, and runs near the speed of
+/// decompression. (Until session 4 a third thread wrote the files; on two cores the extra
+/// hand-off made imports 5–10 % slower, see `docs/DESIGN-NOTES.md`.)
 ///
-/// Each [`BlobImport::sink`] receives one blob's chunks from the reader's hashing thread
-/// and is committed (renamed into the store) only after its digest matched; a sink that
-/// is dropped uncommitted leaves nothing. [`BlobImport::finish`] waits for the writes and
-/// returns the first error, so the importer learns about a full disk before it applies any
-/// state.
+/// Each [`BlobImport::sink`] is committed (renamed into the store) only after its digest
+/// matched; a sink that is dropped uncommitted leaves nothing. A write error fails the
+/// reader's next call, so the importer learns about a full disk before it applies any state.
 pub struct BlobImport {
-    tx: SyncSender<ImportOp>,
-    handle: Option<std::thread::JoinHandle<io::Result<u64>>>,
+    store: BlobStore,
+    stored: Arc<AtomicU64>,
 }
-
-enum ImportOp {
-    Begin(Digest),
-    Write(cryopod_bundle::Chunk),
-    Commit,
-    Abort,
-}
-
-/// Chunks queued to the writing thread: bounds memory (chunks are at most a bundle chunk,
-/// 1 MiB by default) while absorbing a slow `write`.
-const IMPORT_QUEUE: usize = 8;
 
 impl BlobImport {
-    /// Starts the writing thread for `store`.
-    pub fn new(store: &BlobStore) -> io::Result<Self> {
-        let (tx, rx) = sync_channel(IMPORT_QUEUE);
-        let store = store.clone();
-        let handle = std::thread::Builder::new()
-            .name("cryopod-blob-import".into())
-            .spawn(move || import_main(&store, rx))?;
-        Ok(Self {
-            tx,
-            handle: Some(handle),
-        })
+    /// Prepares to import blobs into `store`.
+    pub fn new(store: &BlobStore) -> Self {
+        Self {
+            store: store.clone(),
+            stored: Arc::default(),
+        }
     }
 
     /// A sink for the blob named `digest`, to hand to `pipe_to`.
     pub fn sink(&self, digest: Digest) -> Box<dyn cryopod_bundle::StreamSink> {
         Box::new(ImportSink {
-            tx: self.tx.clone(),
+            store: self.store.clone(),
             digest,
-            begun: false,
-            done: false,
+            writer: None,
+            stored: self.stored.clone(),
         })
     }
 
-    /// Waits until every committed blob is stored; returns how many were, or the first
-    /// error (after which later blobs were not stored).
-    pub fn finish(mut self) -> io::Result<u64> {
-        self.join()
-    }
-
-    fn join(&mut self) -> io::Result<u64> {
-        // Closing our sender ends the thread once every sink's sender is gone too.
-        let (dead, _) = sync_channel(0);
-        drop(std::mem::replace(&mut self.tx, dead));
-        match self.handle.take() {
-            Some(h) => h
-                .join()
-                .map_err(|_| io::Error::other("the blob import thread panicked"))?,
-            None => Ok(0),
-        }
+    /// How many blobs were committed so far. Once the reader reported the end of the
+    /// bundle, every piped blob has been verified and committed (or the reader failed).
+    pub fn stored(&self) -> u64 {
+        self.stored.load(Ordering::Acquire)
     }
 }
 
-impl Drop for BlobImport {
-    fn drop(&mut self) {
-        let _ = self.join();
-    }
-}
-
-fn import_main(store: &BlobStore, rx: Receiver<ImportOp>) -> io::Result<u64> {
-    let mut current: Option<BlobWriter> = None;
-    let mut first_error = None;
-    let mut stored = 0;
-    while let Ok(op) = rx.recv() {
-        if first_error.is_some() {
-            continue; // drain, so senders never block on a stopped writer
-        }
-        let r = match op {
-            ImportOp::Begin(digest) => store
-                .writer_verified_by_caller(digest)
-                .map(|w| current = Some(w)),
-            ImportOp::Write(chunk) => match current.as_mut() {
-                Some(w) => w.write_all(&chunk),
-                None => Ok(()),
-            },
-            ImportOp::Commit => match current.take() {
-                Some(w) => w.commit().map(|_| stored += 1),
-                None => Ok(()),
-            },
-            ImportOp::Abort => {
-                current = None;
-                Ok(())
-            }
-        };
-        if let Err(e) = r {
-            current = None;
-            first_error = Some(e);
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(stored),
-    }
-}
-
-/// One blob's way from the reader's hashing thread to [`import_main`]. Every call comes
-/// from that one thread, so one blob's operations never interleave with another's.
+/// One blob on its way into the store, fed by the reader's hashing thread. The temporary
+/// file is created at the first chunk (an empty blob at commit), so blobs that are skipped
+/// or fail early cost no file.
 struct ImportSink {
-    tx: SyncSender<ImportOp>,
+    store: BlobStore,
     digest: Digest,
-    begun: bool,
-    done: bool,
-}
-
-impl ImportSink {
-    fn send(&mut self, op: ImportOp) -> io::Result<()> {
-        if !self.begun {
-            self.begun = true;
-            self.send_raw(ImportOp::Begin(self.digest))?;
-        }
-        self.send_raw(op)
-    }
-
-    fn send_raw(&self, op: ImportOp) -> io::Result<()> {
-        self.tx
-            .send(op)
-            .map_err(|_| io::Error::other("the blob import thread stopped"))
-    }
+    writer: Option<BlobWriter>,
+    stored: Arc<AtomicU64>,
 }
 
 impl cryopod_bundle::StreamSink for ImportSink {
     fn write(&mut self, chunk: cryopod_bundle::Chunk) -> io::Result<()> {
-        self.send(ImportOp::Write(chunk))
+        let writer = match &mut self.writer {
+            Some(w) => w,
+            None => self
+                .writer
+                .insert(self.store.writer_verified_by_caller(self.digest)?),
+        };
+        writer.write_all(&chunk)
     }
 
     fn commit(mut self: Box<Self>) -> io::Result<()> {
-        self.done = true;
-        self.send(ImportOp::Commit)
-    }
-}
-
-impl Drop for ImportSink {
-    fn drop(&mut self) {
-        if self.begun && !self.done {
-            let _ = self.send_raw(ImportOp::Abort);
-        }
+        let writer = match self.writer.take() {
+            Some(w) => w,
+            None => self.store.writer_verified_by_caller(self.digest)?,
+        };
+        writer.commit()?;
+        self.stored.fetch_add(1, Ordering::Release);
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 //! turn it into the same bundle units: one MessagePack section per service (typetag-tagged,
 //! field names kept) and the blobs it references, streamed straight from the blob store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 
@@ -175,15 +175,13 @@ pub fn read_bundle<R: Read>(
     policy: &dyn SectionPolicy,
     limits: Limits,
 ) -> Result<DecodedBundle> {
-    // Declared before the reader so that, on an early return, the reader (whose hashing
-    // thread holds the current blob's sink) is dropped first and joining the import's
-    // writing thread cannot wait on it.
-    let import = crate::blob::BlobImport::new(blobs)?;
+    let import = crate::blob::BlobImport::new(blobs);
     let mut reader = BundleReader::new(input, limits)?;
     let manifest = reader.manifest().clone();
     let mut snapshot = Snapshot::default();
     let mut skipped = Vec::new();
     let mut wanted = BTreeSet::new();
+    let mut in_store = HashSet::new();
     // Blobs may precede the sections that refer to them (SPEC allows any order): until every
     // selected section has been read, keep every blob; content addressing makes extra blobs
     // harmless, and unreferenced ones are collected later.
@@ -192,7 +190,6 @@ pub fn read_bundle<R: Read>(
         .iter()
         .filter(|s| policy.decide(&s.name).is_ok())
         .count();
-    let mut blobs_imported = 0;
     while let Some(entry) = reader.next_entry()? {
         match entry {
             Entry::Section {
@@ -243,7 +240,14 @@ pub fn read_bundle<R: Read>(
             Entry::Blob {
                 digest, mut reader, ..
             } => {
-                if (sections_to_come == 0 && !wanted.contains(&digest)) || blobs.contains(&digest) {
+                if sections_to_come == 0 && !wanted.contains(&digest) {
+                    io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
+                    continue;
+                }
+                // Stored already, or piped below: either way in the store once the reader
+                // reports the end, so the final check need not look for it on disk again.
+                in_store.insert(digest);
+                if blobs.contains(&digest) {
                     io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
                     continue;
                 }
@@ -255,12 +259,12 @@ pub fn read_bundle<R: Read>(
             }
         }
     }
-    // `next_entry` returned the end: every piped blob was verified and handed over.
+    // `next_entry` returned the end: every piped blob was verified and committed.
     drop(reader);
-    blobs_imported += import.finish()?;
+    let blobs_imported = import.stored();
     for (name, state) in &snapshot.services {
         for d in state.blobs() {
-            if !blobs.contains(&d) {
+            if !in_store.contains(&d) && !blobs.contains(&d) {
                 return Err(Error::MissingBlob {
                     service: name.clone(),
                     digest: d,
