@@ -13,7 +13,9 @@
 //! passes the chunks to the sink and, once the digest matched, commits it. A mismatch
 //! (or a sink error) is kept and reported by the reader's next call, so nothing that
 //! failed verification is ever committed, and a reader that reports the end of the
-//! bundle has verified and committed everything.
+//! bundle has verified and committed everything. Hashing and writing a blob costs more
+//! than decompressing it, so a piped stream that starts while the helper is behind is
+//! hashed and written by the reading thread instead ([`HashPipe::begin_sink`]).
 
 use std::io;
 use std::ops::{Deref, Range};
@@ -49,8 +51,9 @@ impl std::fmt::Debug for Chunk {
 
 /// Where a piped stream's bytes go (see [`crate::StreamReader::pipe_to`]).
 ///
-/// The calls come in order on the reader's hashing thread: `write` for every chunk, then
-/// `commit` once the stream's size and sha256 matched. A stream that fails verification,
+/// The calls for one stream come in order, from one thread at a time (the reader's
+/// hashing thread, or the reading thread while the hashing thread is behind): `write` for
+/// every chunk, then `commit` once the stream's size and sha256 matched. A stream that fails verification,
 /// or whose bundle read stops early, is never committed: the sink is dropped instead, so
 /// dropping must discard what was written.
 pub trait StreamSink: Send {

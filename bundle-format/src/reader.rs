@@ -709,11 +709,14 @@ pub struct StreamReader<'a, R> {
 
 impl<R: Read> StreamReader<'_, R> {
     /// Hands the whole stream to `sink`, which receives its chunks and, once the size and
-    /// sha256 matched, a commit, all on the reader's hashing thread (see [`StreamSink`]).
+    /// sha256 matched, a commit (see [`StreamSink`]). The calls come from the reader's
+    /// hashing thread, or, for a stream that starts while that thread is behind, from the
+    /// calling thread; streams may therefore be committed out of file order.
     ///
     /// Why: reading through `Read` makes the reading thread wait at every stream's end
     /// for its hash, and do the consumer's work (writing a file, say) itself. Piped, the
-    /// reading thread only decompresses, so importing many blobs uses both cores.
+    /// reading thread decompresses and takes on only as much hashing as keeps the two
+    /// threads equally busy, so importing many blobs uses both cores.
     ///
     /// From a [`BundleReader`], this returns once the stream was read and its structure
     /// checked; a digest mismatch or a sink failure is returned by the next

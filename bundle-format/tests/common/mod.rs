@@ -148,9 +148,12 @@ impl StreamSink for VecSink {
 
 /// Like [`read_sequential`], but every blob is piped into a sink (`StreamReader::pipe_to`).
 /// Returns the contents on success; on failure, the error and the blobs committed before
-/// it, each of which the caller should check against its digest.
+/// it, each of which the caller should check against its digest. Blobs are listed in file
+/// order: they may be committed in another (a blob that starts while the reader's hashing
+/// thread is behind is verified by the reading thread, possibly before earlier ones).
 pub fn read_piped(r: impl Read, limits: Limits) -> Result<Contents, (BundleError, Blobs)> {
     let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut order = Vec::new();
     let result = (|| {
         let mut br = BundleReader::new(r, limits)?;
         let mut sections = Vec::new();
@@ -161,17 +164,21 @@ pub fn read_piped(r: impl Read, limits: Limits) -> Result<Contents, (BundleError
                     state_version,
                     reader,
                 } => sections.push((service, state_version, reader.read_all()?)),
-                Entry::Blob { digest, reader, .. } => reader.pipe_to(Box::new(VecSink {
-                    digest,
-                    data: Vec::new(),
-                    out: out.clone(),
-                }))?,
+                Entry::Blob { digest, reader, .. } => {
+                    order.push(digest);
+                    reader.pipe_to(Box::new(VecSink {
+                        digest,
+                        data: Vec::new(),
+                        out: out.clone(),
+                    }))?
+                }
             }
         }
         Ok(sections)
     })();
     // Dropping the reader (done above) joins its hashing thread, so `out` is final.
-    let blobs = std::mem::take(&mut *out.lock().unwrap());
+    let mut blobs = std::mem::take(&mut *out.lock().unwrap());
+    blobs.sort_by_key(|(d, _)| order.iter().position(|o| o == d));
     match result {
         Ok(sections) => Ok((sections, blobs)),
         Err(e) => Err((e, blobs)),
