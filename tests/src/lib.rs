@@ -284,8 +284,19 @@ impl Emulator {
 }
 
 impl Drop for Emulator {
+    /// Stops the emulator as a user would (SIGTERM), so it removes its temporary blob
+    /// store; killed outright, every test would leave one in the temp directory (a CI run
+    /// left hundreds). SIGKILL after 10 s, for an emulator that hangs.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            signal(&child, "TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
