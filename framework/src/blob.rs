@@ -341,10 +341,18 @@ impl BlobWriter {
         if dest.is_file() {
             return Ok((digest, self.size));
         }
-        if let Some(parent) = dest.parent() {
-            create_private_dir_all(parent)?;
+        // The fan-out directory exists for all but the first blobs of a store: rename first
+        // and create it only when missing (saves a mkdir and a stat per blob).
+        match self.file.persist(&dest) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+                if let Some(parent) = dest.parent() {
+                    create_private_dir_all(parent)?;
+                }
+                e.file.persist(&dest).map_err(|e| e.error)?;
+            }
+            Err(e) => return Err(e.error),
         }
-        self.file.persist(&dest).map_err(|e| e.error)?;
         drop(guard);
         if let Some(unsynced) = &self.store.unsynced {
             unsynced.lock().push(dest);
