@@ -368,14 +368,13 @@ impl HashPipe {
     /// Queues `buf[range]` for the helper, counting it in its backlog.
     fn send_data(&mut self, buf: &Arc<Vec<u8>>, range: Range<usize>) -> Result<(), BundleError> {
         let len = range.len();
-        let tx = self.helper()?.clone();
-        if let Some(h) = &self.helper {
-            h.backlog.fetch_add(len, Ordering::AcqRel);
-        }
-        tx.send(Msg::Data(Arc::clone(buf), range)).map_err(|_| {
-            if let Some(h) = &self.helper {
-                h.backlog.fetch_sub(len, Ordering::AcqRel);
-            }
+        self.helper()?;
+        let Some(h) = &self.helper else {
+            return Err(dead());
+        };
+        h.backlog.fetch_add(len, Ordering::AcqRel);
+        h.tx.send(Msg::Data(Arc::clone(buf), range)).map_err(|_| {
+            h.backlog.fetch_sub(len, Ordering::AcqRel);
             dead()
         })
     }
