@@ -151,6 +151,10 @@ async fn main() {
         call(&client, &ep, "PutNote", serde_json::json!({"NotebookName": "big", "Key": format!("small-{i}"), "Text": format!("note number {i}")})).await;
     }
     println!("state: {n} attachments of 16 MiB + 20,000 small notes");
+    // The state API through a client of its own, as the CLI (a process of its own) does:
+    // the server sorts connections by their first request, and a connection that began
+    // with the notes API above would keep serving exports on the AWS runtime.
+    let client = reqwest::Client::new();
 
     // Export: in-process into a counting sink versus GET /_cryopod/state into a counting
     // sink, alternating the order round by round.
