@@ -56,4 +56,4 @@ pub use manifest::{BlobSummary, Manifest, ScopeEntry, ServiceEntry};
 pub use reader::{
     BlobInfo, BundleReader, Entry, SectionInfo, SeekableBundle, StreamReader, VerifyReport, verify,
 };
-pub use writer::{BundleWriter, SectionWriter, WriteOptions};
+pub use writer::{BundleOutput, BundleWriter, SectionWriter, WriteOptions};

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read, Write};
-
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::format::*;
@@ -37,16 +37,69 @@ impl Default for WriteOptions {
 /// this crate writes is readable with default limits.
 const MAX_WRITE_CHUNK: usize = 8 << 20;
 
-struct Out<W: Write> {
+/// Where a [`BundleWriter`]'s bytes go. Every [`io::Write`] is one.
+///
+/// Why a trait of its own: most of a bundle's bytes are chunk payloads that the writer
+/// already holds in reference-counted buffers. An output that sends them on by value (an
+/// HTTP response body, whose frames are owned `Bytes`) implements
+/// [`BundleOutput::write_shared`] and keeps the buffer instead of copying it; through
+/// `io::Write` each byte would be copied once more, on the thread that compresses, which
+/// is an export's critical path.
+pub trait BundleOutput {
+    /// Writes all of `buf`.
+    fn write_bytes(&mut self, buf: &[u8]) -> io::Result<()>;
+
+    /// Writes `buf[range]`; the output may keep a clone of `buf` instead of copying (the
+    /// writer never changes a buffer it handed out; it takes a fresh one). The default
+    /// copies through [`BundleOutput::write_bytes`].
+    fn write_shared(&mut self, buf: &Arc<Vec<u8>>, range: Range<usize>) -> io::Result<()> {
+        self.write_bytes(buf.get(range).unwrap_or(&[]))
+    }
+
+    /// Flushes buffered bytes, once the bundle is complete.
+    fn flush_output(&mut self) -> io::Result<()>;
+}
+
+impl<W: Write> BundleOutput for W {
+    fn write_bytes(&mut self, buf: &[u8]) -> io::Result<()> {
+        Write::write_all(self, buf)
+    }
+
+    fn flush_output(&mut self) -> io::Result<()> {
+        Write::flush(self)
+    }
+}
+
+struct Out<W: BundleOutput> {
     inner: W,
     pos: u64,
 }
 
-impl<W: Write> Out<W> {
+impl<W: BundleOutput> Out<W> {
     fn write_all(&mut self, b: &[u8]) -> Result<(), BundleError> {
-        self.inner.write_all(b)?;
+        self.inner.write_bytes(b)?;
         self.pos += b.len() as u64;
         Ok(())
+    }
+
+    /// Writes one record whose payload is `prefix` then `buf[range]`, handing the buffer
+    /// to the output (see [`BundleOutput::write_shared`]).
+    fn record_shared(
+        &mut self,
+        kind: u8,
+        flags: u8,
+        prefix: &[u8],
+        buf: &Arc<Vec<u8>>,
+        range: Range<usize>,
+    ) -> Result<(), BundleError> {
+        let data = buf.get(range.clone()).unwrap_or(&[]);
+        let len = (prefix.len() + data.len()) as u64;
+        let crc = crc(&[prefix, data]);
+        self.write_all(&encode_record_header(kind, flags, len))?;
+        self.write_all(prefix)?;
+        self.inner.write_shared(buf, range)?;
+        self.pos += data.len() as u64;
+        self.write_all(&crc.to_le_bytes())
     }
 
     /// Writes one record (header, payload parts, crc) without concatenating the parts.
@@ -69,7 +122,7 @@ impl<W: Write> Out<W> {
 /// If an error occurs in the middle of a stream, the writer is *poisoned*: every
 /// later call fails, because the partial stream cannot be taken back from a pipe.
 /// A bundle left unfinished is rejected by every reader as truncated.
-pub struct BundleWriter<W: Write> {
+pub struct BundleWriter<W: BundleOutput> {
     out: Out<W>,
     opts: WriteOptions,
     cctx: zstd::bulk::Compressor<'static>,
@@ -85,7 +138,7 @@ pub struct BundleWriter<W: Write> {
     pipe: HashPipe,
 }
 
-impl<W: Write> BundleWriter<W> {
+impl<W: BundleOutput> BundleWriter<W> {
     /// Starts a bundle: writes the header and the manifest, so a reader of a pipe
     /// can report contents before any state arrives.
     pub fn new(out: W, manifest: &Manifest, opts: WriteOptions) -> Result<Self, BundleError> {
@@ -292,7 +345,7 @@ impl<W: Write> BundleWriter<W> {
                 } else {
                     Ok(())
                 }
-                .and_then(|()| self.put_chunk_bytes(&buf));
+                .and_then(|()| self.put_chunk_shared(&buf, 0..got));
                 self.pipe.give_back(buf);
                 r?;
             }
@@ -332,24 +385,57 @@ impl<W: Write> BundleWriter<W> {
         self.out.record(KIND_STREAM_END, 0, &[&p])
     }
 
-    /// Compresses one chunk (or stores it raw if zstd does not shrink it) and writes it.
-    fn put_chunk_bytes(&mut self, data: &[u8]) -> Result<(), BundleError> {
+    /// Compresses `data` into `cbuf`; false if zstd does not shrink it (stored raw).
+    fn compress(&mut self, data: &[u8]) -> Result<bool, BundleError> {
         debug_assert!(!data.is_empty() && data.len() <= self.opts.chunk_size);
-        let raw_len = u32::try_from(data.len())
+        u32::try_from(data.len())
             .map_err(|_| BundleError::Usage("chunk larger than 4 GiB".into()))?;
         self.cbuf.clear();
-        let compressed = match self.cctx.compress_to_buffer(data, &mut self.cbuf) {
+        Ok(match self.cctx.compress_to_buffer(data, &mut self.cbuf) {
             Ok(n) => n < data.len(),
             // Output did not fit (incompressible): store raw.
             Err(_) => false,
-        };
-        let len_bytes = raw_len.to_le_bytes();
+        })
+    }
+
+    /// Compresses one chunk (or stores it raw if zstd does not shrink it) and writes it.
+    fn put_chunk_bytes(&mut self, data: &[u8]) -> Result<(), BundleError> {
+        let compressed = self.compress(data)?;
+        let len_bytes = (data.len() as u32).to_le_bytes();
         if compressed {
             self.out
                 .record(KIND_CHUNK, CHUNK_FLAG_ZSTD, &[&len_bytes, &self.cbuf])
         } else {
             self.out.record(KIND_CHUNK, 0, &[&len_bytes, data])
         }
+    }
+
+    /// Like [`BundleWriter::put_chunk_bytes`] for a chunk in a shared buffer: the payload
+    /// (the compressed bytes, or `buf` itself when stored raw) goes to the output by
+    /// reference ([`BundleOutput::write_shared`]).
+    fn put_chunk_shared(
+        &mut self,
+        buf: &Arc<Vec<u8>>,
+        range: Range<usize>,
+    ) -> Result<(), BundleError> {
+        let data = buf.get(range.clone()).unwrap_or(&[]);
+        let compressed = self.compress(data)?;
+        let len_bytes = (data.len() as u32).to_le_bytes();
+        if !compressed {
+            return self
+                .out
+                .record_shared(KIND_CHUNK, 0, &len_bytes, buf, range);
+        }
+        // Hand the compressed bytes over and compress the next chunk into another buffer
+        // of the same capacity (a smaller one would make zstd give up, changing the bytes).
+        let mut next = self.pipe.take_vec();
+        next.reserve(self.cbuf.capacity());
+        let out = Arc::new(std::mem::replace(&mut self.cbuf, next));
+        let r = self
+            .out
+            .record_shared(KIND_CHUNK, CHUNK_FLAG_ZSTD, &len_bytes, &out, 0..out.len());
+        self.pipe.give_back(out);
+        r
     }
 
     /// Writes the index and footer and hands back the output. Without this the
@@ -367,7 +453,7 @@ impl<W: Write> BundleWriter<W> {
         let index_len = self.out.pos - index_offset;
         self.out
             .write_all(&encode_footer(index_offset, index_len))?;
-        self.out.inner.flush()?;
+        self.out.inner.flush_output()?;
         Ok(self.out.inner)
     }
 
@@ -390,7 +476,7 @@ fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 /// arrive, so memory stays at one chunk whatever the section size.
 ///
 /// Call [`SectionWriter::finish`]; dropping it instead leaves the bundle unusable.
-pub struct SectionWriter<'a, W: Write> {
+pub struct SectionWriter<'a, W: BundleOutput> {
     w: &'a mut BundleWriter<W>,
     name: String,
     state_version: u32,
@@ -398,7 +484,7 @@ pub struct SectionWriter<'a, W: Write> {
     total: u64,
 }
 
-impl<W: Write> SectionWriter<'_, W> {
+impl<W: BundleOutput> SectionWriter<'_, W> {
     fn write_all_bytes(&mut self, mut buf: &[u8]) -> Result<(), BundleError> {
         let cs = self.w.opts.chunk_size;
         let len = buf.len() as u64;
@@ -451,7 +537,7 @@ impl<W: Write> SectionWriter<'_, W> {
             .w
             .pipe
             .update_shared(&chunk, 0..chunk.len())
-            .and_then(|()| self.w.put_chunk_bytes(&chunk));
+            .and_then(|()| self.w.put_chunk_shared(&chunk, 0..chunk.len()));
         self.w.pipe.give_back(chunk);
         self.w.chunk = self.w.pipe.take_vec();
         self.w.chunk.reserve(self.w.opts.chunk_size);
@@ -490,7 +576,7 @@ impl<W: Write> SectionWriter<'_, W> {
     }
 }
 
-impl<W: Write> Write for SectionWriter<'_, W> {
+impl<W: BundleOutput> Write for SectionWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_all_bytes(buf).map_err(BundleError::into_io)?;
         Ok(buf.len())

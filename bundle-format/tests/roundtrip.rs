@@ -48,6 +48,12 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
+    fn an_output_that_keeps_lent_buffers_receives_exactly_the_bytes_a_vec_does(spec in spec_strategy()) {
+        let (lent_bytes, _) = build_lending(&spec);
+        prop_assert_eq!(lent_bytes, build(&spec));
+    }
+
+    #[test]
     fn round_trip_through_pipe_and_seek_returns_exactly_what_was_written(spec in spec_strategy(), step in 1usize..20) {
         let bytes = build(&spec);
         let want = expected(&spec);
@@ -428,4 +434,36 @@ fn blobs_from_a_verified_store_are_written_alike_and_still_verified_by_readers()
         w.blob_from_verified_store(&d, data.len() as u64 + 1, &mut &data[..]),
         Err(BundleError::SizeMismatch { .. })
     ));
+}
+
+#[test]
+fn chunk_payloads_are_lent_not_copied_and_the_bundle_reads_back() {
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let random: Vec<u8> = (0..300_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let spec = Spec {
+        sections: vec![("svc".into(), 1, b"state ".repeat(10_000))],
+        blobs: vec![random, b"compressible ".repeat(30_000)],
+        chunk_size: 64 << 10,
+    };
+    let (lent_bytes, out) = build_lending(&spec);
+    assert_eq!(lent_bytes, build(&spec));
+    // Record headers, checksums, the manifest and the index are copied; every chunk
+    // payload is lent (raw or compressed).
+    assert!(
+        out.lent > 300_000 && out.copied < 10_000,
+        "copied {} lent {}",
+        out.copied,
+        out.lent
+    );
+    assert_eq!(
+        read_sequential(&lent_bytes[..], Limits::default()).unwrap(),
+        expected(&spec)
+    );
 }

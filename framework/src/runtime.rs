@@ -5,7 +5,7 @@
 //! a capture is one point in time across services, and an apply is all or nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::sync::Arc;
 
 use cryopod_bundle::{Limits, Manifest, WriteOptions};
@@ -395,7 +395,7 @@ impl Runtime {
     }
 
     /// Captures and writes a bundle to `out`, on a low-priority thread ([`crate::background`]).
-    pub async fn export<W: Write + Send + 'static>(
+    pub async fn export<W: crate::bundle::BundleOutput + Send + 'static>(
         &self,
         services: Option<&[String]>,
         filter: &ScopeFilter,

@@ -5,12 +5,12 @@
 //! field names kept) and the blobs it references, streamed straight from the blob store.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::sync::Arc;
 
 use cryopod_bundle::{
-    BlobSummary, BundleReader, BundleWriter, Entry, Limits, Manifest, ScopeEntry, ServiceEntry,
-    WriteOptions,
+    BlobSummary, BundleOutput, BundleReader, BundleWriter, Entry, Limits, Manifest, ScopeEntry,
+    ServiceEntry, WriteOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +84,7 @@ impl Snapshot {
     }
 
     /// Writes the snapshot as one bundle. Blocking: run it on a blocking thread.
-    pub fn write_bundle<W: Write>(
+    pub fn write_bundle<W: BundleOutput>(
         &self,
         blobs: &BlobStore,
         out: W,
@@ -96,7 +96,7 @@ impl Snapshot {
 
     /// Writes the snapshot with a manifest the caller already built (and so validated), for
     /// callers that must fail cleanly before the first byte, such as a streamed HTTP export.
-    pub fn write_bundle_with<W: Write>(
+    pub fn write_bundle_with<W: BundleOutput>(
         &self,
         manifest: Manifest,
         blobs: &BlobStore,

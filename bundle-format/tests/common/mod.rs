@@ -49,6 +49,61 @@ pub fn build(spec: &Spec) -> Vec<u8> {
     w.finish().unwrap()
 }
 
+/// An output that keeps every buffer lent to it (as an HTTP body does) and records how
+/// the bytes arrived: `(copied, lent)` byte counts.
+#[derive(Default)]
+pub struct Lending {
+    pub frames: Vec<(std::sync::Arc<Vec<u8>>, std::ops::Range<usize>)>,
+    pub copied: usize,
+    pub lent: usize,
+}
+
+impl BundleOutput for Lending {
+    fn write_bytes(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.copied += buf.len();
+        self.frames
+            .push((std::sync::Arc::new(buf.to_vec()), 0..buf.len()));
+        Ok(())
+    }
+
+    fn write_shared(
+        &mut self,
+        buf: &std::sync::Arc<Vec<u8>>,
+        range: std::ops::Range<usize>,
+    ) -> std::io::Result<()> {
+        self.lent += range.len();
+        self.frames.push((buf.clone(), range));
+        Ok(())
+    }
+
+    fn flush_output(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `spec` written through a [`Lending`] output: the bytes in order, and the output.
+pub fn build_lending(spec: &Spec) -> (Vec<u8>, Lending) {
+    let opts = WriteOptions {
+        level: 3,
+        chunk_size: spec.chunk_size,
+    };
+    let mut w = BundleWriter::new(Lending::default(), &manifest(), opts).unwrap();
+    for (name, v, data) in &spec.sections {
+        w.write_section(name, *v, data).unwrap();
+    }
+    for b in &spec.blobs {
+        w.blob(&Digest::of(b), b.len() as u64, &mut &b[..]).unwrap();
+    }
+    let out = w.finish().unwrap();
+    // Read only now: a buffer the writer changed after lending it would show here.
+    let bytes = out
+        .frames
+        .iter()
+        .flat_map(|(b, r)| b[r.clone()].to_vec())
+        .collect();
+    (bytes, out)
+}
+
 /// A small bundle with several multi-chunk, compressible and incompressible streams.
 pub fn sample() -> (Spec, Vec<u8>) {
     let mut rng = 0x1234_5678_u64;

@@ -1,7 +1,8 @@
 //! The internal API under `/_cryopod/`: JSON in and out (bundles as `application/octet-stream`),
 //! errors as `{"error": {"code", "message"}}`. The CLI is a thin client of it.
 
-use std::io::{self, Write};
+use std::io;
+use std::ops::Range;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::bundle::BundleOutput;
 use crate::error::Error;
 use crate::scope::ScopeFilter;
 use crate::state::MergeStrategy;
@@ -264,7 +266,7 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
         let writer = ChannelWriter::new(tx.clone());
         let result = snapshot
             .write_bundle_with(manifest, &blobs, writer, Default::default())
-            .and_then(|(mut w, _)| w.flush().map_err(Error::from));
+            .and_then(|(mut w, _)| w.flush_output().map_err(Error::from));
         if let Err(e) = result {
             tracing::error!(error = %e, "export failed mid-stream");
             let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
@@ -302,10 +304,15 @@ fn tokio_stream_from(
 /// negligible while a chunk still fits comfortably in the socket's send buffer.
 const CHUNK: usize = 1 << 20;
 
-/// Chunks queued between the writer thread and the connection. Enough to keep the socket
-/// busy while the writer hashes or reads the next blob; the bound is the backpressure that
-/// stops a slow client from making the server buffer the whole bundle.
-const DEPTH: usize = 4;
+/// Frames queued between the writer thread and the connection. Enough to keep the socket
+/// busy while the writer reads or compresses the next chunk (each bundle chunk is two
+/// frames: its record header and its payload); the bound is the backpressure that stops a
+/// slow client from making the server buffer the whole bundle.
+const DEPTH: usize = 8;
+
+/// Payloads at least this large go to the client in the writer's own buffer
+/// ([`BundleOutput::write_shared`]); smaller ones are copied into the current frame.
+const SHARE_MIN: usize = 64 << 10;
 
 /// Chunk buffers that went out to the client and came back, for the next chunks: reusing
 /// them saves an allocation (and the page faults of fresh memory) per chunk.
@@ -351,9 +358,11 @@ impl Drop for PooledChunk {
     }
 }
 
-/// A `Write` that forwards `CHUNK`-byte chunks to an async channel, so a blocking bundle
-/// writer can feed an HTTP response with bounded memory. `blocking_send` waits while the
-/// channel is full: that is the backpressure.
+/// The export's [`BundleOutput`]: forwards a bundle to an async channel as response body
+/// frames, so a blocking bundle writer can feed an HTTP response with bounded memory.
+/// Chunk payloads go out in the writer's own buffers, without a copy; the small records
+/// between them are gathered into frames of up to `CHUNK` bytes. `blocking_send` waits
+/// while the channel is full: that is the backpressure.
 struct ChannelWriter {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>,
     buf: Vec<u8>,
@@ -370,34 +379,77 @@ impl ChannelWriter {
         }
     }
 
+    /// Sends the gathered bytes as one frame: a few bytes are copied into a frame of their
+    /// own, a full buffer goes as it is and a recycled one takes its place.
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = PooledChunk {
-            buf: std::mem::replace(&mut self.buf, self.pool.take()),
-            pool: Arc::clone(&self.pool),
+        let frame = if self.buf.len() < SMALL_FRAME {
+            let b = Bytes::copy_from_slice(&self.buf);
+            self.buf.clear();
+            b
+        } else {
+            Bytes::from_owner(PooledChunk {
+                buf: std::mem::replace(&mut self.buf, self.pool.take()),
+                pool: Arc::clone(&self.pool),
+            })
         };
+        self.send_frame(frame)
+    }
+
+    fn send_frame(&self, frame: Bytes) -> io::Result<()> {
         self.tx
-            .blocking_send(Ok(Bytes::from_owner(chunk)))
+            .blocking_send(Ok(frame))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
     }
 }
 
-impl Write for ChannelWriter {
-    /// Takes as much of `data` as fits in the current chunk (the buffer never grows past
-    /// `CHUNK`, so it is never reallocated); `write_all` loops for the rest.
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.send()?;
+/// Gathered bytes below this are copied into a frame of their own rather than sent in a
+/// `CHUNK`-sized buffer.
+const SMALL_FRAME: usize = 4096;
+
+impl BundleOutput for ChannelWriter {
+    /// Gathers `data` into `CHUNK`-byte frames (the buffer never grows past `CHUNK`, so it
+    /// is never reallocated).
+    fn write_bytes(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = data.len().min(CHUNK - self.buf.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.buf.len() == CHUNK {
+                self.send()?;
+            }
         }
-        Ok(n)
+        Ok(())
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    fn write_shared(&mut self, buf: &Arc<Vec<u8>>, range: Range<usize>) -> io::Result<()> {
+        if range.len() < SHARE_MIN || buf.get(range.clone()).is_none() {
+            return self.write_bytes(buf.get(range).unwrap_or(&[]));
+        }
+        self.send()?;
+        self.send_frame(Bytes::from_owner(SharedPayload {
+            buf: Arc::clone(buf),
+            range,
+        }))
+    }
+
+    fn flush_output(&mut self) -> io::Result<()> {
         self.send()
+    }
+}
+
+/// A chunk payload lent by the bundle writer; the writer reuses the buffer once hyper has
+/// written and dropped this.
+struct SharedPayload {
+    buf: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for SharedPayload {
+    fn as_ref(&self) -> &[u8] {
+        self.buf.get(self.range.clone()).unwrap_or(&[])
     }
 }
 
@@ -540,10 +592,10 @@ mod tests {
             let mut w = ChannelWriter::new(tx);
             // Uneven writes, as the bundle writer makes: headers, 1 MiB chunks, checksums.
             for part in input.chunks(CHUNK / 3 + 7) {
-                w.write_all(&part[..5]).unwrap();
-                w.write_all(&part[5..]).unwrap();
+                w.write_bytes(&part[..5]).unwrap();
+                w.write_bytes(&part[5..]).unwrap();
             }
-            w.flush().unwrap();
+            w.flush_output().unwrap();
         });
         let chunks = collect(rx);
         writer.join().unwrap();
@@ -556,13 +608,13 @@ mod tests {
     fn chunk_buffers_are_recycled_once_written() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(DEPTH);
         let mut w = ChannelWriter::new(tx);
-        w.write_all(&vec![1u8; CHUNK]).unwrap();
+        w.write_bytes(&vec![1u8; CHUNK]).unwrap();
         let first = rx.try_recv().unwrap().unwrap();
         let ptr = first.as_ptr();
         // While hyper holds the chunk, its buffer is not reused.
         assert_ne!(w.buf.as_ptr(), ptr);
         drop(first);
-        w.write_all(&vec![2u8; CHUNK]).unwrap();
+        w.write_bytes(&vec![2u8; CHUNK]).unwrap();
         assert_eq!(
             w.buf.as_ptr(),
             ptr,
@@ -574,11 +626,42 @@ mod tests {
     }
 
     #[test]
+    fn lent_payloads_go_out_as_frames_of_their_own_in_order_without_a_copy() {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let payload = Arc::new(vec![7u8; 3 * SHARE_MIN]);
+        let small = Arc::new(vec![9u8; SHARE_MIN - 1]);
+        let at = payload.as_ptr() as usize + 10;
+        let (p, s) = (payload.clone(), small.clone());
+        let writer = std::thread::spawn(move || {
+            let mut w = ChannelWriter::new(tx);
+            w.write_bytes(b"head").unwrap();
+            w.write_shared(&p, 10..p.len()).unwrap();
+            w.write_bytes(b"crc!").unwrap();
+            // Too small to be worth a frame: copied into the gathered bytes.
+            w.write_shared(&s, 0..s.len()).unwrap();
+            w.flush_output().unwrap();
+        });
+        let frames = collect(rx);
+        writer.join().unwrap();
+        let sizes: Vec<usize> = frames.iter().map(Bytes::len).collect();
+        assert_eq!(frames.len(), 3, "{sizes:?}");
+        assert_eq!(&frames[0][..], b"head");
+        assert_eq!(
+            frames[1].as_ptr() as usize,
+            at,
+            "the payload was not copied"
+        );
+        assert_eq!(frames[1].len(), payload.len() - 10);
+        assert_eq!(&frames[2][..4], b"crc!");
+        assert_eq!(&frames[2][4..], &small[..]);
+    }
+
+    #[test]
     fn channel_writer_fails_when_the_client_goes_away() {
         let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
         drop(rx);
         let mut w = ChannelWriter::new(tx);
-        let err = w.write_all(&vec![0u8; CHUNK]).unwrap_err();
+        let err = w.write_bytes(&vec![0u8; CHUNK]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 
