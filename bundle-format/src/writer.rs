@@ -427,9 +427,11 @@ impl<W: BundleOutput> BundleWriter<W> {
                 .record_shared(KIND_CHUNK, 0, &len_bytes, buf, range);
         }
         // Hand the compressed bytes over and compress the next chunk into another buffer
-        // of the same capacity (a smaller one would make zstd give up, changing the bytes).
+        // with room for zstd's worst case (less would make zstd give up, changing the
+        // bytes). `reserve_exact`: amortized growth from a recycled buffer just short of it
+        // would double, and each swap would then ask for the doubled size again.
         let mut next = self.pipe.take_vec();
-        next.reserve(self.cbuf.capacity());
+        next.reserve_exact(zstd::zstd_safe::compress_bound(self.opts.chunk_size));
         let out = Arc::new(std::mem::replace(&mut self.cbuf, next));
         let r = self
             .out

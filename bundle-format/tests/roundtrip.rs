@@ -467,3 +467,64 @@ fn chunk_payloads_are_lent_not_copied_and_the_bundle_reads_back() {
         expected(&spec)
     );
 }
+
+/// Drops every lent buffer at once (as an HTTP body does once a frame is written), so the
+/// writer recycles them, and records the largest capacity it saw.
+#[derive(Default)]
+struct Forgetful {
+    largest: usize,
+}
+
+impl BundleOutput for Forgetful {
+    fn write_bytes(&mut self, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write_shared(
+        &mut self,
+        buf: &std::sync::Arc<Vec<u8>>,
+        _: std::ops::Range<usize>,
+    ) -> std::io::Result<()> {
+        self.largest = self.largest.max(buf.capacity());
+        Ok(())
+    }
+
+    fn flush_output(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn recycled_buffers_stay_the_size_of_a_chunk_however_many_chunks_are_lent() {
+    let chunk_size = 64 << 10;
+    let opts = WriteOptions {
+        level: 1,
+        chunk_size,
+    };
+    let mut w = BundleWriter::new(Forgetful::default(), &manifest(), opts).unwrap();
+    // Compressible and incompressible chunks in turn, so compressed buffers and raw chunk
+    // buffers (of different capacities) pass through the same pool.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..200u32 {
+        let data: Vec<u8> = if i % 2 == 0 {
+            format!("record {i} ").repeat(chunk_size / 8).into_bytes()
+        } else {
+            (0..chunk_size + 1000)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect()
+        };
+        w.blob(&Digest::of(&data), data.len() as u64, &mut &data[..])
+            .unwrap();
+    }
+    let out = w.finish().unwrap();
+    assert!(
+        out.largest <= 3 * chunk_size,
+        "a lent buffer had a capacity of {} bytes for {chunk_size}-byte chunks",
+        out.largest
+    );
+}
