@@ -128,8 +128,10 @@ pub struct BundleWriter<W: BundleOutput> {
     cctx: zstd::bulk::Compressor<'static>,
     /// Pending uncompressed bytes of the current chunk.
     chunk: Vec<u8>,
-    /// Compressed output buffer, reused.
-    cbuf: Vec<u8>,
+    /// Compressed output buffer, reused while the output does not keep it.
+    cbuf: Arc<Vec<u8>>,
+    /// Compressed buffers the output kept (lent chunks), reused once it let go of them.
+    cpool: Vec<Arc<Vec<u8>>>,
     index: Vec<IndexEntry>,
     blobs: HashSet<Digest>,
     sections: HashSet<String>,
@@ -162,7 +164,10 @@ impl<W: BundleOutput> BundleWriter<W> {
         out.record(KIND_MANIFEST, 0, &[&json])?;
         Ok(BundleWriter {
             out,
-            cbuf: Vec::with_capacity(zstd::zstd_safe::compress_bound(opts.chunk_size)),
+            cbuf: Arc::new(Vec::with_capacity(zstd::zstd_safe::compress_bound(
+                opts.chunk_size,
+            ))),
+            cpool: Vec::new(),
             chunk: Vec::with_capacity(opts.chunk_size),
             opts,
             cctx,
@@ -390,8 +395,9 @@ impl<W: BundleOutput> BundleWriter<W> {
         debug_assert!(!data.is_empty() && data.len() <= self.opts.chunk_size);
         u32::try_from(data.len())
             .map_err(|_| BundleError::Usage("chunk larger than 4 GiB".into()))?;
-        self.cbuf.clear();
-        Ok(match self.cctx.compress_to_buffer(data, &mut self.cbuf) {
+        let cbuf = writable_cbuf(&mut self.cbuf, &mut self.cpool, self.opts.chunk_size);
+        cbuf.clear();
+        Ok(match self.cctx.compress_to_buffer(data, cbuf) {
             Ok(n) => n < data.len(),
             // Output did not fit (incompressible): store raw.
             Err(_) => false,
@@ -404,7 +410,7 @@ impl<W: BundleOutput> BundleWriter<W> {
         let len_bytes = (data.len() as u32).to_le_bytes();
         if compressed {
             self.out
-                .record(KIND_CHUNK, CHUNK_FLAG_ZSTD, &[&len_bytes, &self.cbuf])
+                .record(KIND_CHUNK, CHUNK_FLAG_ZSTD, &[&len_bytes, &self.cbuf[..]])
         } else {
             self.out.record(KIND_CHUNK, 0, &[&len_bytes, data])
         }
@@ -426,18 +432,11 @@ impl<W: BundleOutput> BundleWriter<W> {
                 .out
                 .record_shared(KIND_CHUNK, 0, &len_bytes, buf, range);
         }
-        // Hand the compressed bytes over and compress the next chunk into another buffer
-        // with room for zstd's worst case (less would make zstd give up, changing the
-        // bytes). `reserve_exact`: amortized growth from a recycled buffer just short of it
-        // would double, and each swap would then ask for the doubled size again.
-        let mut next = self.pipe.take_vec();
-        next.reserve_exact(zstd::zstd_safe::compress_bound(self.opts.chunk_size));
-        let out = Arc::new(std::mem::replace(&mut self.cbuf, next));
-        let r = self
-            .out
-            .record_shared(KIND_CHUNK, CHUNK_FLAG_ZSTD, &len_bytes, &out, 0..out.len());
-        self.pipe.give_back(out);
-        r
+        // Lent by reference count: an output that keeps it makes the next compression
+        // take another buffer (`writable_cbuf`).
+        let len = self.cbuf.len();
+        self.out
+            .record_shared(KIND_CHUNK, CHUNK_FLAG_ZSTD, &len_bytes, &self.cbuf, 0..len)
     }
 
     /// Writes the index and footer and hands back the output. Without this the
@@ -463,6 +462,33 @@ impl<W: BundleOutput> BundleWriter<W> {
     pub fn bytes_written(&self) -> u64 {
         self.out.pos
     }
+}
+
+/// Compressed buffers kept for reuse while an output holds lent ones.
+const CPOOL: usize = 16;
+
+/// `cbuf` made writable: as it is when nobody else holds it (an output that copies), else
+/// swapped for a free buffer from `pool` or a new one, each with room for zstd's worst case
+/// on a chunk (less would make zstd give up, changing the bytes).
+fn writable_cbuf<'a>(
+    cbuf: &'a mut Arc<Vec<u8>>,
+    pool: &mut Vec<Arc<Vec<u8>>>,
+    chunk_size: usize,
+) -> &'a mut Vec<u8> {
+    if Arc::get_mut(cbuf).is_none() {
+        let next = match pool.iter().position(|b| Arc::strong_count(b) == 1) {
+            Some(i) => pool.swap_remove(i),
+            None => Arc::new(Vec::with_capacity(zstd::zstd_safe::compress_bound(
+                chunk_size,
+            ))),
+        };
+        let lent = std::mem::replace(cbuf, next);
+        if pool.len() < CPOOL {
+            pool.push(lent);
+        }
+    }
+    // Unique now, so this never clones.
+    Arc::make_mut(cbuf)
 }
 
 fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
