@@ -438,15 +438,7 @@ fn blobs_from_a_verified_store_are_written_alike_and_still_verified_by_readers()
 
 #[test]
 fn chunk_payloads_are_lent_not_copied_and_the_bundle_reads_back() {
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    let random: Vec<u8> = (0..300_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let random = Random(0x9e37_79b9_7f4a_7c15).bytes(300_000);
     let spec = Spec {
         sections: vec![("svc".into(), 1, b"state ".repeat(10_000))],
         blobs: vec![random, b"compressible ".repeat(30_000)],
@@ -504,19 +496,12 @@ fn recycled_buffers_stay_the_size_of_a_chunk_however_many_chunks_are_lent() {
     let mut w = BundleWriter::new(Forgetful::default(), &manifest(), opts).unwrap();
     // Compressible and incompressible chunks in turn, so compressed buffers and raw chunk
     // buffers (of different capacities) pass through the same pool.
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut rng = Random(0x2545_f491_4f6c_dd1d);
     for i in 0..200u32 {
         let data: Vec<u8> = if i % 2 == 0 {
             format!("record {i} ").repeat(chunk_size / 8).into_bytes()
         } else {
-            (0..chunk_size + 1000)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
+            rng.bytes(chunk_size + 1000)
         };
         w.blob(&Digest::of(&data), data.len() as u64, &mut &data[..])
             .unwrap();

@@ -104,19 +104,26 @@ pub fn build_lending(spec: &Spec) -> (Vec<u8>, Lending) {
     (bytes, out)
 }
 
-/// A small bundle with several multi-chunk, compressible and incompressible streams.
-pub fn sample() -> (Spec, Vec<u8>) {
-    let mut rng = 0x1234_5678_u64;
-    let mut random = |n: usize| -> Vec<u8> {
+/// A generator of incompressible bytes (xorshift), the same for the same seed.
+pub struct Random(pub u64);
+
+impl Random {
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n)
             .map(|_| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng as u8
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                self.0 as u8
             })
             .collect()
-    };
+    }
+}
+
+/// A small bundle with several multi-chunk, compressible and incompressible streams.
+pub fn sample() -> (Spec, Vec<u8>) {
+    let mut rng = Random(0x1234_5678);
+    let mut random = |n: usize| rng.bytes(n);
     let spec = Spec {
         sections: vec![
             (
