@@ -138,3 +138,22 @@ pub fn process_cpu_time() -> std::time::Duration {
         .sum();
     std::time::Duration::from_millis(ticks * 10)
 }
+
+/// A `Write` that keeps nothing and counts what it was given, like `> /dev/null`.
+///
+/// Benchmarks compare an export against a baseline (raw zstd, an HTTP client reading the
+/// body) that only counts bytes; writing both into this sink keeps either side from paying
+/// for filling a large buffer (whose page faults would be charged to one side only).
+#[derive(Debug, Default)]
+pub struct CountingSink(pub u64);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

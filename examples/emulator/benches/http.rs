@@ -14,10 +14,11 @@
 //! bundle bytes, already in memory on both sides, into a fresh emulator per run,
 //! `CRYOPOD_BENCH_ROUNDS` pairs alternating the order, medians compared.
 
-use std::io::{self, Cursor, Write};
+use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use cryopod::server::TestServer;
+use cryopod::testing::CountingSink;
 use cryopod::{MergeStrategy, Runtime, ScopeFilter};
 use futures::StreamExt;
 use rand::RngCore;
@@ -44,21 +45,6 @@ fn runtime() -> Runtime {
         .enable(Some(vec![cryopod_notes::SERVICE.to_string()]))
         .build()
         .expect("runtime")
-}
-
-/// A `Write` that keeps nothing: the in-process twin of a client that consumes the body.
-#[derive(Default)]
-struct CountingSink(u64);
-
-impl Write for CountingSink {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0 += data.len() as u64;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 #[derive(Clone, Copy)]

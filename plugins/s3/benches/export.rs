@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{object, put};
 use cryopod::bundle::{BundleReader, Entry, Hasher, Limits};
+use cryopod::testing::CountingSink;
 use cryopod::{BlobImport, BlobStore, MergeStrategy, Runtime, ScopeFilter};
 use cryopod_s3::SERVICE;
 
@@ -112,21 +113,6 @@ fn sha256_pass(raw: &[u8]) -> Duration {
         std::hint::black_box(h.finish());
     }
     t.elapsed()
-}
-
-/// A `Write` that keeps nothing, like `> /dev/null`.
-#[derive(Default)]
-struct CountingSink(u64);
-
-impl Write for CountingSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Writes back every dirty page (`sync`), so a timed step does not pay for an earlier
