@@ -2262,7 +2262,8 @@ fn delete_one(
                 ..Default::default()
             };
             if let Some(entry) = b.objects.get_mut(key) {
-                if let Some(pos) = entry.versions.iter().position(|v| v.version_id == id) {
+                let pos = entry.versions.iter().position(|v| v.version_id == id);
+                if let Some(pos) = pos {
                     let removed = entry.versions.remove(pos);
                     if removed.delete_marker {
                         out.delete_marker = Some(true);
