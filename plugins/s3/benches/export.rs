@@ -12,6 +12,10 @@
 //! thread, the blob store's writer on the reading thread (the import path until session 3),
 //! and the blobs piped to the hashing thread, which writes them through `BlobImport` sinks
 //! (today's path), plus one sha256 pass over the raw bytes.
+//!
+//! `CRYOPOD_BENCH_PROFILE=import` runs only `CRYOPOD_BENCH_ROUNDS` imports back to back,
+//! printing each one's time and minor page faults, for a profiler to attach to once it
+//! prints "profile from here" (`perf record -g -p PID`).
 
 mod common;
 
