@@ -536,3 +536,16 @@ mod tests {
         assert!(err.to_string().contains(&d.hex()));
     }
 }
+
+#[cfg(test)]
+mod lifetime_tests {
+    #[tokio::test]
+    async fn a_runtime_without_a_data_dir_removes_its_blobs_when_dropped() {
+        let rt = crate::Runtime::builder().build().unwrap();
+        let root = rt.blobs().root().to_path_buf();
+        let d = rt.blobs().put(b"x").unwrap();
+        assert!(rt.blobs().contains(&d));
+        drop(rt);
+        assert!(!root.exists(), "{} outlived its runtime", root.display());
+    }
+}

@@ -40,9 +40,20 @@ async fn call(client: &reqwest::Client, endpoint: &str, op: &str, body: serde_js
     assert!(resp.status().is_success(), "{op}: {}", resp.status());
 }
 
-fn runtime() -> Runtime {
+/// A runtime whose blob store lives in a directory that `stores` owns. Why not the
+/// runtime's own temporary store: a `TestServer`'s internal-API thread still holds its
+/// runtime when `main` returns, so those stores were never removed (1 GiB per round, 33 GB
+/// in `/tmp` after session 4). The directories go when `main` drops `stores`.
+fn runtime(stores: &mut Vec<tempfile::TempDir>) -> Runtime {
+    let dir = tempfile::Builder::new()
+        .prefix("cryopod-bench-http-")
+        .tempdir()
+        .expect("dir");
+    let blobs = cryopod::BlobStore::open(dir.path()).expect("blob store");
+    stores.push(dir);
     Runtime::builder()
         .enable(Some(vec![cryopod_notes::SERVICE.to_string()]))
+        .blob_store(blobs)
         .build()
         .expect("runtime")
 }
@@ -114,7 +125,8 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let server = TestServer::start_with_runtime(runtime()).await;
+    let mut stores = Vec::new();
+    let server = TestServer::start_with_runtime(runtime(&mut stores)).await;
     let client = reqwest::Client::new();
     let ep = server.endpoint.clone();
     call(
@@ -193,7 +205,7 @@ async fn main() {
         let mut pair = [Duration::ZERO; 2];
         for which in [round % 2, 1 - round % 2] {
             if which == 0 {
-                let target = runtime();
+                let target = runtime(&mut stores);
                 let input = Cursor::new(bundle.clone());
                 flush_page_cache();
                 let t = Instant::now();
@@ -203,7 +215,7 @@ async fn main() {
                     .expect("import");
                 pair[0] = t.elapsed();
             } else {
-                let fresh = TestServer::start_with_runtime(runtime()).await;
+                let fresh = TestServer::start_with_runtime(runtime(&mut stores)).await;
                 let body = bundle.clone();
                 flush_page_cache();
                 let t = Instant::now();
