@@ -21,7 +21,8 @@ use time::OffsetDateTime;
 
 use crate::body::{self, StoreError, Stored};
 use crate::state::{
-    Bucket, Chunk, CorsRule, NULL_VERSION, ObjectMeta, ObjectVersion, S3State, Upload, Versioning,
+    Bucket, Chunk, CorsRule, NULL_VERSION, ObjectMeta, ObjectVersion, Pairs, S3State, Upload,
+    Versioning,
 };
 
 /// Largest single PUT AWS accepts (5 GiB).
@@ -234,14 +235,14 @@ fn validate_key(key: &str) -> S3Result<()> {
     Ok(())
 }
 
-fn tags_from_set(set: &[Tag], max: usize) -> S3Result<OrdMap<String, String>> {
+fn tags_from_set(set: &[Tag], max: usize) -> S3Result<Pairs> {
     if set.len() > max {
         return Err(s3_error!(
             InvalidTag,
             "Object tags cannot be greater than {max}"
         ));
     }
-    let mut out = OrdMap::new();
+    let mut out = Pairs::new();
     for t in set {
         let k = t.key.clone().unwrap_or_default();
         let v = t.value.clone().unwrap_or_default();
@@ -272,8 +273,8 @@ fn check_tag(k: &str, v: &str) -> S3Result<()> {
     Ok(())
 }
 
-fn tags_from_header(h: Option<&str>) -> S3Result<OrdMap<String, String>> {
-    let Some(h) = h else { return Ok(OrdMap::new()) };
+fn tags_from_header(h: Option<&str>) -> S3Result<Pairs> {
+    let Some(h) = h else { return Ok(Pairs::new()) };
     let set: Vec<Tag> = form_urlencoded::parse(h.as_bytes())
         .map(|(k, v)| Tag {
             key: Some(k.into_owned()),
@@ -283,7 +284,7 @@ fn tags_from_header(h: Option<&str>) -> S3Result<OrdMap<String, String>> {
     tags_from_set(&set, 10)
 }
 
-fn tag_set(tags: &OrdMap<String, String>) -> TagSet {
+fn tag_set(tags: &Pairs) -> TagSet {
     tags.iter()
         .map(|(k, v)| Tag {
             key: Some(k.clone()),
@@ -292,14 +293,14 @@ fn tag_set(tags: &OrdMap<String, String>) -> TagSet {
         .collect()
 }
 
-fn user_meta(m: Option<Metadata>) -> OrdMap<String, String> {
+fn user_meta(m: Option<Metadata>) -> Pairs {
     m.unwrap_or_default()
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect()
 }
 
-fn meta_out(m: &OrdMap<String, String>) -> Option<Metadata> {
+fn meta_out(m: &Pairs) -> Option<Metadata> {
     if m.is_empty() {
         None
     } else {
@@ -483,7 +484,7 @@ fn meta_from_parts(
     website_redirect_location: Option<String>,
     storage_class: Option<String>,
     metadata: Option<Metadata>,
-    tags: OrdMap<String, String>,
+    tags: Pairs,
 ) -> ObjectMeta {
     ObjectMeta {
         content_type,
@@ -929,7 +930,7 @@ impl S3 for Backend {
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         self.inner
             .write_bucket(&req.input.bucket, |b| {
-                b.tags = OrdMap::new();
+                b.tags = Pairs::new();
                 Ok(())
             })
             .await?;
@@ -1390,7 +1391,7 @@ impl S3 for Backend {
                 input.website_redirect_location,
                 None,
                 input.metadata,
-                OrdMap::new(),
+                Pairs::new(),
             )
         } else {
             let mut m = src.meta.clone();
@@ -1701,7 +1702,7 @@ impl S3 for Backend {
             .write_bucket(&input.bucket, |b| {
                 let versioned = b.versioning != Versioning::Unversioned;
                 let v = version_mut(b, &input.key, input.version_id.as_deref())?;
-                v.meta.tags = OrdMap::new();
+                v.meta.tags = Pairs::new();
                 Ok(versioned.then(|| v.version_id.clone()))
             })
             .await?;
@@ -2323,7 +2324,7 @@ fn read_headers(v: &crate::state::ObjectVersion) -> GetObjectOutput {
         metadata: meta_out(&v.meta.user),
         parts_count: v.parts_count.map(|n| n as i32),
         storage_class: v.meta.storage_class.clone().map(StorageClass::from),
-        tag_count: (!v.meta.tags.is_empty()).then(|| v.meta.tags.len() as i32),
+        tag_count: (!v.meta.tags.is_empty()).then_some(v.meta.tags.len() as i32),
         website_redirect_location: v.meta.website_redirect_location.clone(),
         ..Default::default()
     }
