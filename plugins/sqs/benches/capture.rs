@@ -19,8 +19,8 @@ fn message(i: usize) -> Message {
     Message {
         id: format!("{i:08x}-0000-4000-8000-000000000000"),
         body: format!("small message body number {i}"),
-        attributes: OrdMap::new(),
-        system_attributes: OrdMap::new(),
+        attributes: Default::default(),
+        system_attributes: Default::default(),
         sender_id: "000000000000".into(),
         sent_at: 1_700_000_000_000 + i as i64,
         receive_count: (i % 3) as u32,

@@ -19,7 +19,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::{md5_of_attributes, md5_of_body};
 use crate::error::{ErrorKind, SqsError, SqsResult};
-use crate::state::{AttributeValue, DEDUP_WINDOW_MS, DedupRecord, Message, Queue, SqsState};
+use crate::state::{
+    AttributeValue, Attributes, DEDUP_WINDOW_MS, DedupRecord, Message, Queue, SqsState,
+};
 
 /// The most entries a batch request may hold.
 pub const MAX_BATCH: usize = 10;
@@ -800,8 +802,8 @@ pub fn purge_queue(state: &mut SqsState, call: &Call, input: &Value) -> SqsResul
 pub struct Outgoing {
     body: String,
     delay: Option<i64>,
-    attributes: OrdMap<String, AttributeValue>,
-    system_attributes: OrdMap<String, AttributeValue>,
+    attributes: Attributes,
+    system_attributes: Attributes,
     dedup_id: Option<String>,
     group_id: Option<String>,
 }
@@ -839,12 +841,8 @@ fn valid_body(body: &str) -> SqsResult<()> {
     Ok(())
 }
 
-fn parse_attribute_map(
-    input: &Value,
-    field: &str,
-    system: bool,
-) -> SqsResult<OrdMap<String, AttributeValue>> {
-    let mut out = OrdMap::new();
+fn parse_attribute_map(input: &Value, field: &str, system: bool) -> SqsResult<Attributes> {
+    let mut out = Attributes::new();
     let Some(v) = input.get(field) else {
         return Ok(out);
     };

@@ -428,8 +428,8 @@ mod tests {
         Message {
             id: format!("id-{n}"),
             body: format!("body {n}"),
-            attributes: OrdMap::new(),
-            system_attributes: OrdMap::new(),
+            attributes: crate::state::Attributes::new(),
+            system_attributes: crate::state::Attributes::new(),
             sender_id: "000000000000".into(),
             sent_at: n as i64,
             receive_count: 0,
