@@ -338,18 +338,25 @@ impl BlobWriter {
         // it before the caller's state refers to it.
         let mut guard = self.store.guard.lock();
         guard.recent.insert(digest, Instant::now());
-        if dest.is_file() {
-            return Ok((digest, self.size));
-        }
-        // The fan-out directory exists for all but the first blobs of a store: rename first
-        // and create it only when missing (saves a mkdir and a stat per blob).
-        match self.file.persist(&dest) {
-            Ok(_) => {}
+        // The rename happens only if nothing is stored under the digest yet
+        // (`renameat2(RENAME_NOREPLACE)` on Linux): a blob already stored, perhaps already
+        // synced, is never replaced by an unsynced copy, and that check costs no stat of its
+        // own. The fan-out directory exists for all but the first blobs of a store: rename
+        // first and create it only when missing (saves a mkdir and a stat per blob).
+        let persisted = match self.file.persist_noclobber(&dest) {
             Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
                 if let Some(parent) = dest.parent() {
                     create_private_dir_all(parent)?;
                 }
-                e.file.persist(&dest).map_err(|e| e.error)?;
+                e.file.persist_noclobber(&dest)
+            }
+            other => other,
+        };
+        match persisted {
+            Ok(_) => {}
+            // Stored already; the new copy is removed with its temporary file.
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok((digest, self.size));
             }
             Err(e) => return Err(e.error),
         }
@@ -487,6 +494,28 @@ mod tests {
         assert_eq!(a, Digest::of(b"hello"));
         assert_eq!(store.list().unwrap().len(), 1);
         assert_eq!(store.read(&a).unwrap(), b"hello");
+        // The second copy's temporary file is gone too.
+        let left: Vec<_> = fs::read_dir(store.root())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_stored_blob_is_never_replaced_by_a_new_copy() {
+        let store = BlobStore::temporary().unwrap();
+        let d = store.put(b"kept").unwrap();
+        let path = store.path(&d);
+        let before = fs::metadata(&path).unwrap();
+        let mut w = store.writer().unwrap();
+        w.write_all(b"kept").unwrap();
+        assert_eq!(w.commit().unwrap().0, d);
+        let after = fs::metadata(&path).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(before.ino(), after.ino(), "the stored file was replaced");
     }
 
     #[test]
