@@ -239,6 +239,32 @@ impl BlobStore {
         Ok(out)
     }
 
+    /// A cheap, conservative answer to "might this store hold that blob?" for a reader
+    /// about to ask it of many blobs (an import): `false` only when the blob's fan-out
+    /// directory did not exist when the hint was made, so one `readdir` replaces a stat per
+    /// blob for an empty or young store. A blob stored after the hint may be answered
+    /// `false`; the caller then stores it again, which [`BlobWriter::commit`] turns into a
+    /// no-op, so the hint costs duplicate work at worst, never a missing blob.
+    pub fn presence_hint(&self) -> PresenceHint {
+        let mut dirs = [false; 256];
+        if let Ok(entries) = fs::read_dir(self.root.join("sha256")) {
+            for e in entries.flatten() {
+                if let Some(i) = e
+                    .file_name()
+                    .to_str()
+                    .filter(|n| n.len() == 2)
+                    .and_then(|n| u8::from_str_radix(n, 16).ok())
+                {
+                    dirs[usize::from(i)] = true;
+                }
+            }
+        } else {
+            // Unreadable: claim nothing, so every blob gets its stat.
+            dirs = [true; 256];
+        }
+        PresenceHint { dirs }
+    }
+
     /// Registers a capture whose blobs may still be read; collection is skipped until the
     /// returned value is dropped.
     pub fn readers(&self) -> BlobReaders {
@@ -458,6 +484,20 @@ impl cryopod_bundle::StreamSink for ImportSink {
     }
 }
 
+/// Which fan-out directories of a store existed at one moment; see
+/// [`BlobStore::presence_hint`].
+#[derive(Clone, Debug)]
+pub struct PresenceHint {
+    dirs: [bool; 256],
+}
+
+impl PresenceHint {
+    /// `false` when the store certainly did not hold `digest` when the hint was made.
+    pub fn may_contain(&self, digest: &Digest) -> bool {
+        self.dirs[usize::from(digest.0[0])]
+    }
+}
+
 /// `ROOT/sha256/ab/abcdef…`: where content named `digest` lives in every content-addressed
 /// directory (blob stores, persisted chunks, their quarantined copies).
 pub(crate) fn digest_path(root: &Path, digest: &Digest) -> PathBuf {
@@ -501,6 +541,27 @@ mod tests {
             .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn the_presence_hint_rules_out_only_blobs_of_missing_fan_out_directories() {
+        let store = BlobStore::temporary().unwrap();
+        let stored = store.put(b"first").unwrap();
+        let hint = store.presence_hint();
+        assert!(hint.may_contain(&stored));
+        // Same fan-out directory as the stored blob: possible; any other: ruled out.
+        let mut sibling = stored;
+        sibling.0[31] ^= 1;
+        assert!(hint.may_contain(&sibling));
+        let mut elsewhere = stored;
+        elsewhere.0[0] ^= 1;
+        assert!(!hint.may_contain(&elsewhere));
+        // A blob stored after the hint may be missed, never the other way round.
+        let later = store.put(b"second").unwrap();
+        assert!(store.contains(&later));
+        assert!(store.presence_hint().may_contain(&later));
+        let empty = BlobStore::temporary().unwrap().presence_hint();
+        assert!(!empty.may_contain(&stored));
     }
 
     #[cfg(unix)]

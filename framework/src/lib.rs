@@ -30,7 +30,7 @@ pub mod state;
 pub mod testing;
 
 pub use aws::{AwsError, AwsRequest, Body};
-pub use blob::{BlobImport, BlobStore};
+pub use blob::{BlobImport, BlobStore, PresenceHint};
 pub use cryopod_bundle as bundle;
 pub use error::{Error, ProviderError, Result, StateError};
 pub use runtime::{ApplyReport, Runtime, RuntimeBuilder, ScopeCounts};

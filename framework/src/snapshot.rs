@@ -228,6 +228,7 @@ fn read_entries<R: Read>(
     decoder: &mut SectionDecoder<'_, '_>,
 ) -> Result<EntriesRead> {
     let import = crate::blob::BlobImport::new(blobs);
+    let present = blobs.presence_hint();
     let mut reader = BundleReader::new(input, limits)?;
     let manifest = reader.manifest().clone();
     let mut snapshot = Snapshot::default();
@@ -289,7 +290,7 @@ fn read_entries<R: Read>(
                 // Stored already, or piped below: either way in the store once the reader
                 // reports the end, so the final check need not look for it on disk again.
                 in_store.insert(digest);
-                if blobs.contains(&digest) {
+                if present.may_contain(&digest) && blobs.contains(&digest) {
                     io::copy(&mut reader, &mut io::sink()).map_err(unwrap_bundle_error)?;
                     continue;
                 }
