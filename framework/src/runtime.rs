@@ -311,12 +311,14 @@ impl Runtime {
                 continue;
             };
             let state = crate::state::upgrade_to(state, provider.state_version())?;
-            for d in state.blobs() {
-                if blob_check == BlobCheck::Stat && !self.inner.blobs.contains(&d) {
-                    return Err(Error::MissingBlob {
-                        service: name.clone(),
-                        digest: d,
-                    });
+            if blob_check == BlobCheck::Stat {
+                for d in state.blobs() {
+                    if !self.inner.blobs.contains(&d) {
+                        return Err(Error::MissingBlob {
+                            service: name.clone(),
+                            digest: d,
+                        });
+                    }
                 }
             }
             report
