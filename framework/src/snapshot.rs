@@ -325,10 +325,16 @@ struct SectionJob {
 
 type Decoded = (String, Result<Box<dyn ServiceState>>);
 
+/// Sections read and waiting for the decoding thread at most; the reading thread waits
+/// beyond. Why a bound: each waiting section is held as bytes, so without one a bundle of
+/// several large sections would hold them all at once (reading them one at a time, as
+/// before, held one).
+const SECTIONS_AHEAD: usize = 2;
+
 /// Decodes sections, in the order they came, on one scoped thread started with the first.
 struct SectionDecoder<'scope, 'env> {
     scope: &'scope std::thread::Scope<'scope, 'env>,
-    jobs: Option<std::sync::mpsc::Sender<SectionJob>>,
+    jobs: Option<std::sync::mpsc::SyncSender<SectionJob>>,
     done: Option<std::sync::mpsc::Receiver<Decoded>>,
     submitted: usize,
     collected: usize,
@@ -347,7 +353,7 @@ impl<'scope, 'env> SectionDecoder<'scope, 'env> {
 
     fn submit(&mut self, job: SectionJob) -> Result<()> {
         if self.jobs.is_none() {
-            let (jobs, rx) = std::sync::mpsc::channel::<SectionJob>();
+            let (jobs, rx) = std::sync::mpsc::sync_channel::<SectionJob>(SECTIONS_AHEAD);
             let (tx, done) = std::sync::mpsc::channel();
             std::thread::Builder::new()
                 .name("cryopod-decode".into())
@@ -680,6 +686,104 @@ mod tests {
                     other => panic!("expected a decoding error, got {other:?}"),
                 }
             }
+        }
+    }
+
+    /// More services of the same shape, for bundles of several sections.
+    macro_rules! more_states {
+        ($($ty:ident $svc:literal $tag:literal),*) => {$(
+            #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+            struct $ty {
+                scopes: Scoped<Things>,
+            }
+            impl ScopedState for $ty {
+                type Resources = Things;
+                fn scoped(&self) -> &Scoped<Things> {
+                    &self.scopes
+                }
+                fn scoped_mut(&mut self) -> &mut Scoped<Things> {
+                    &mut self.scopes
+                }
+            }
+            crate::service_state!($ty, service = $svc, version = 1, tag = $tag);
+        )*};
+    }
+    more_states!(
+        Sprockets "sprockets" "sprockets/1",
+        Widgets "widgets" "widgets/1",
+        Gizmos "gizmos" "gizmos/1"
+    );
+
+    struct LoadAll;
+
+    impl super::SectionPolicy for LoadAll {
+        fn decide(&self, _: &str) -> Result<u32, super::SkipReason> {
+            Ok(1)
+        }
+    }
+
+    /// More sections than the decoding thread's queue holds: the reading thread waits for
+    /// it, and every section still arrives whole, under its own name.
+    #[test]
+    fn many_large_sections_decode_in_order_through_the_bounded_queue() {
+        use cryopod_bundle::{BundleWriter, Manifest, ServiceEntry};
+        fn filled<T: ScopedState<Resources = Things> + Default>(n: u64) -> T {
+            let mut s = T::default();
+            let r = s
+                .scoped_mut()
+                .get_mut(&Scope::new("000000000000", "us-east-1"));
+            for j in 0..20_000 {
+                r.names.insert(format!("{n}-{j}"), j);
+            }
+            s
+        }
+        let states: Vec<Box<dyn ServiceState>> = vec![
+            Box::new(filled::<ThingsState>(1)),
+            Box::new(filled::<Sprockets>(2)),
+            Box::new(filled::<Widgets>(3)),
+            Box::new(filled::<Gizmos>(4)),
+        ];
+        let manifest = Manifest {
+            producer: "test".into(),
+            created_at: String::new(),
+            services: states
+                .iter()
+                .map(|s| ServiceEntry {
+                    name: s.service().into(),
+                    state_version: 1,
+                    scopes: Vec::new(),
+                })
+                .collect(),
+            blobs: Default::default(),
+        };
+        let mut w = BundleWriter::new(Vec::new(), &manifest, Default::default()).unwrap();
+        for s in &states {
+            let mut bytes = Vec::new();
+            s.encode_section(&mut bytes).unwrap();
+            w.write_section(s.service(), 1, &bytes).unwrap();
+        }
+        let blob = [3u8; 200 << 10];
+        w.blob(
+            &crate::state::Digest::of(&blob),
+            blob.len() as u64,
+            &mut &blob[..],
+        )
+        .unwrap();
+        let bundle = w.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::BlobStore::open(dir.path()).unwrap();
+        let decoded =
+            super::read_bundle(&bundle[..], &store, &LoadAll, Default::default()).unwrap();
+        assert_eq!(decoded.blobs_imported, 1);
+        assert_eq!(decoded.snapshot.services.len(), states.len());
+        for s in &states {
+            let got = &decoded.snapshot.services[s.service()];
+            assert_eq!(
+                crate::testing::encoded(got.as_ref()),
+                crate::testing::encoded(s.as_ref()),
+                "{}",
+                s.service()
+            );
         }
     }
 
