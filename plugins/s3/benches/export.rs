@@ -17,6 +17,11 @@
 //! `zstd -d` writing its output to a file in the blob directory, as the CLI does by default
 //! (the import must write its blobs; the headline baseline writes nothing).
 //!
+//! The file writes of an import (and of `zstd -d` into a file) slow down when the machine's
+//! free memory is low and each page must first be reclaimed from the page cache; the bench
+//! prints the memory available at its start, and `CRYOPOD_BENCH_DROP_CACHES=1` (root)
+//! drops the clean page cache once before it starts.
+//!
 //! `CRYOPOD_BENCH_PROFILE=import` runs only `CRYOPOD_BENCH_ROUNDS` imports back to back,
 //! printing each one's time and minor page faults, for a profiler to attach to once it
 //! prints "profile from here" (`perf record -g -p PID`).
@@ -130,6 +135,40 @@ fn flush_page_cache() {
     let _ = std::process::Command::new("sync").status();
 }
 
+/// With `CRYOPOD_BENCH_DROP_CACHES=1` (root only), drops the clean page cache once, before
+/// the state is built, so the run's file writes find free memory instead of reclaiming
+/// pages first: on a machine whose page cache is full (after builds, say) that reclaim
+/// made the import and `zstd -d` into a file 1.3–2× slower. Once, not before each step:
+/// dropping also empties the file system's metadata caches, and a step that starts with
+/// them cold (inode and block bitmaps read from disk) is slower on a real disk.
+fn drop_page_cache_once() -> bool {
+    if std::env::var("CRYOPOD_BENCH_DROP_CACHES").as_deref() != Ok("1") {
+        return false;
+    }
+    flush_page_cache();
+    match std::fs::write("/proc/sys/vm/drop_caches", "1") {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("cannot drop the page cache: {e}");
+            false
+        }
+    }
+}
+
+/// `MemAvailable` and `MemFree` of `/proc/meminfo`, in MiB: how much a step's file writes
+/// can take without reclaiming the page cache first.
+fn memory_mib() -> (u64, u64) {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map_or(0, |kb| kb / 1024)
+    };
+    (field("MemAvailable:"), field("MemFree:"))
+}
+
 /// The process's minor page faults so far (Linux; 0 elsewhere).
 fn minor_faults() -> u64 {
     std::fs::read_to_string("/proc/self/stat")
@@ -154,6 +193,8 @@ fn main() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| std::env::temp_dir());
     let count = (mb * 1024 * 1024 / OBJECT_BYTES).max(1);
+    let dropped = drop_page_cache_once();
+    let mem_start = memory_mib();
     let rt_tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -278,9 +319,17 @@ fn main() {
 
         let mib = total as f64 / (1024.0 * 1024.0);
         println!(
-            "objects: {count} × {} KiB = {mib:.0} MiB; blob dir: {}; best of {rounds} rounds",
+            "objects: {count} × {} KiB = {mib:.0} MiB; blob dir: {}; best of {rounds} rounds; \
+             memory at the start: {} MiB available, {} MiB free{}",
             OBJECT_BYTES / 1024,
-            base.display()
+            base.display(),
+            mem_start.0,
+            mem_start.1,
+            if dropped {
+                " (page cache dropped first)"
+            } else {
+                ""
+            }
         );
         println!(
             "export: {:.3} s ({:.0} MiB/s), bundle {:.1} MiB | zstd -1: {:.3} s, {:.1} MiB | ratio {:.2}×",
