@@ -625,10 +625,7 @@ mod tests {
         let err = store.open_blob(&d).unwrap_err();
         assert!(err.to_string().contains(&d.hex()));
     }
-}
 
-#[cfg(test)]
-mod lifetime_tests {
     #[tokio::test]
     async fn a_runtime_without_a_data_dir_removes_its_blobs_when_dropped() {
         let rt = crate::Runtime::builder().build().unwrap();

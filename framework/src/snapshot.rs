@@ -187,7 +187,7 @@ pub fn read_bundle<R: Read>(
         // On an error, `decoder` is dropped here: its queue closes and the scope waits for
         // the section it may be decoding.
         let mut read = read_entries(input, blobs, policy, limits, &mut decoder)?;
-        decoder.finish(&mut read.snapshot, &mut read.wanted)?;
+        decoder.finish(&mut read.snapshot)?;
         for (name, state) in &read.snapshot.services {
             for d in state.blobs() {
                 if !read.in_store.contains(&d) && !blobs.contains(&d) {
@@ -212,8 +212,6 @@ struct EntriesRead {
     manifest: Manifest,
     snapshot: Snapshot,
     skipped: Vec<SkippedService>,
-    /// Blobs the decoded sections refer to.
-    wanted: BTreeSet<Digest>,
     /// Blobs that were in the store or were stored by this read.
     in_store: HashSet<Digest>,
     blobs_imported: u64,
@@ -308,7 +306,6 @@ fn read_entries<R: Read>(
         manifest,
         snapshot,
         skipped,
-        wanted,
         in_store,
         blobs_imported: import.stored(),
     })
@@ -386,13 +383,14 @@ impl<'scope, 'env> SectionDecoder<'scope, 'env> {
             let Some(Ok(d)) = self.done.as_ref().map(|d| d.try_recv()) else {
                 break;
             };
-            self.add(d, snapshot, wanted)?;
+            self.add(d, snapshot, Some(&mut *wanted))?;
         }
         Ok(())
     }
 
-    /// Waits for every submitted section and adds it.
-    fn finish(mut self, snapshot: &mut Snapshot, wanted: &mut BTreeSet<Digest>) -> Result<()> {
+    /// Waits for every submitted section and adds it. Every blob has been read by then, so
+    /// nothing needs to know which ones the late sections want.
+    fn finish(mut self, snapshot: &mut Snapshot) -> Result<()> {
         self.jobs = None;
         while self.pending() > 0 {
             let d = self
@@ -400,7 +398,7 @@ impl<'scope, 'env> SectionDecoder<'scope, 'env> {
                 .as_ref()
                 .and_then(|d| d.recv().ok())
                 .ok_or_else(decoder_gone)?;
-            self.add(d, snapshot, wanted)?;
+            self.add(d, snapshot, None)?;
         }
         Ok(())
     }
@@ -409,11 +407,13 @@ impl<'scope, 'env> SectionDecoder<'scope, 'env> {
         &mut self,
         (service, state): Decoded,
         snapshot: &mut Snapshot,
-        wanted: &mut BTreeSet<Digest>,
+        wanted: Option<&mut BTreeSet<Digest>>,
     ) -> Result<()> {
         self.collected += 1;
         let state = state?;
-        wanted.extend(state.blobs());
+        if let Some(wanted) = wanted {
+            wanted.extend(state.blobs());
+        }
         snapshot.services.insert(service, state);
         Ok(())
     }
