@@ -29,6 +29,9 @@ pub struct BlobStore {
     unsynced: Option<Arc<parking_lot::Mutex<Vec<PathBuf>>>>,
     /// What garbage collection must not remove although no state refers to it yet.
     guard: Arc<parking_lot::Mutex<GcGuard>>,
+    /// Whether this file system takes unnamed temporary files (`O_TMPFILE`) that can be
+    /// linked into place; probed once at open (see [`Staged`]).
+    unnamed: bool,
 }
 
 /// Blobs that are in use without being in the running state: just stored by a request that has
@@ -77,6 +80,121 @@ pub struct Collected {
 /// Names of files being written into a store (and of those a crash left behind).
 const TEMP_PREFIX: &str = ".tmp-";
 
+/// The file a blob is written to until its commit names it.
+enum Staged {
+    /// A named temporary file, renamed into place; removed if dropped uncommitted, left
+    /// behind by a crash (collection removes it later).
+    Named(NamedTempFile),
+    /// An unnamed file (`O_TMPFILE`) in the destination's directory, linked into place;
+    /// it vanishes with its descriptor, even in a crash.
+    #[cfg(target_os = "linux")]
+    Unnamed(File),
+}
+
+impl Staged {
+    /// A file in `dir` for a blob to be named in `dir`: unnamed if `unnamed` (and the
+    /// file system agrees), else named.
+    fn create_in(dir: &Path, unnamed: bool) -> io::Result<Self> {
+        #[cfg(target_os = "linux")]
+        if unnamed {
+            use rustix::fs::{Mode, OFlags};
+            let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+            match rustix::fs::openat(rustix::fs::CWD, dir, flags, Mode::RUSR | Mode::WUSR) {
+                Ok(fd) => return Ok(Staged::Unnamed(File::from(fd))),
+                Err(e) if e == rustix::io::Errno::NOENT => return Err(e.into()),
+                // Refused on this directory after all: fall back to a named file.
+                Err(_) => {}
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = unnamed;
+        Ok(Staged::Named(temp_file_in(dir)?))
+    }
+
+    /// Names the file `dest` unless something has that name (`AlreadyExists`); for an
+    /// unnamed file `dest` must be in the directory it was created in.
+    fn persist_noclobber(self, dest: &Path) -> io::Result<()> {
+        match self {
+            Staged::Named(file) => {
+                // A streaming write's fan-out directory exists for all but the first blobs
+                // of a store: rename first and create it only when missing (saves a mkdir
+                // and a stat per blob).
+                match file.persist_noclobber(dest) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
+                        if let Some(parent) = dest.parent() {
+                            create_private_dir_all(parent)?;
+                        }
+                        e.file
+                            .persist_noclobber(dest)
+                            .map(drop)
+                            .map_err(|e| e.error)
+                    }
+                    Err(e) => Err(e.error),
+                }
+            }
+            #[cfg(target_os = "linux")]
+            Staged::Unnamed(file) => link_unnamed(&file, dest),
+        }
+    }
+
+    /// Whether `dir`'s file system takes unnamed files that can then be linked: some
+    /// (older kernels, FUSE, network file systems) refuse `O_TMPFILE`, and linking one
+    /// needs `/proc`. A probe file is linked and removed.
+    fn unnamed_supported(dir: &Path) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            let Ok(Staged::Unnamed(file)) = Staged::create_in(dir, true) else {
+                return false;
+            };
+            let probe = dir.join(format!("{TEMP_PREFIX}probe-{}", std::process::id()));
+            let _ = fs::remove_file(&probe);
+            let linked = link_unnamed(&file, &probe).is_ok();
+            let _ = fs::remove_file(&probe);
+            linked
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = dir;
+            false
+        }
+    }
+}
+
+/// Gives an unnamed file the name `dest` (`EEXIST`, `AlreadyExists`, if taken), through
+/// `/proc/self/fd` as `open(2)` describes: `AT_EMPTY_PATH` would need a capability.
+#[cfg(target_os = "linux")]
+fn link_unnamed(file: &File, dest: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        source.as_str(),
+        rustix::fs::CWD,
+        dest,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+impl Write for Staged {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Staged::Named(f) => f.write(buf),
+            #[cfg(target_os = "linux")]
+            Staged::Unnamed(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Staged::Named(f) => f.flush(),
+            #[cfg(target_os = "linux")]
+            Staged::Unnamed(f) => f.flush(),
+        }
+    }
+}
+
 /// How long a temporary file beside the blobs must have been untouched before collection
 /// removes it as abandoned (at least the collection's grace period).
 const STALE_TEMP_FILE: Duration = Duration::from_secs(3600);
@@ -94,11 +212,14 @@ impl BlobStore {
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let root = dir.into();
         create_private_dir_all(&root.join("sha256"))?;
+        let unnamed = Staged::unnamed_supported(&root);
+        tracing::debug!(root = %root.display(), unnamed, "blob store opened");
         Ok(Self {
             root: Arc::new(root),
             _temp: None,
             unsynced: Some(Arc::default()),
             guard: Arc::default(),
+            unnamed,
         })
     }
 
@@ -179,7 +300,7 @@ impl BlobStore {
     /// A streaming writer: hashes while writing to a temp file in the store, and on
     /// [`BlobWriter::commit`] renames it to its digest. Dropping it uncommitted leaves nothing.
     pub fn writer(&self) -> io::Result<BlobWriter> {
-        let tmp = temp_file_in(self.root.as_path())?;
+        let tmp = Staged::Named(temp_file_in(self.root.as_path())?);
         Ok(BlobWriter {
             store: self.clone(),
             file: tmp,
@@ -194,19 +315,23 @@ impl BlobStore {
     /// the blob is named `digest` without hashing every byte a second time. The caller must
     /// commit only once its verified read has reached the end without error.
     ///
-    /// Its temporary file is created beside its destination, in the digest's fan-out
-    /// directory, so the commit is a rename within one directory. Why: a rename across
-    /// directories takes the file system's rename lock and both directories' locks, and an
-    /// import's two threads (see [`BlobImport`]) then spun on each other's locks for about
-    /// 5 % of their time; within one directory each rename locks only that directory, and
-    /// two blobs rarely share one of the 256.
+    /// Its file is created in its destination's directory (the digest's fan-out directory),
+    /// unnamed where the file system allows it, and linked (or renamed) into place there.
+    /// Why: an import's two threads (see [`BlobImport`]) write consecutive blobs of a
+    /// bundle, which are sorted by digest and so mostly share a fan-out directory. A named
+    /// temporary file is created under that directory's lock, and creating the inode is
+    /// the slow part of a small file (on ext4 without a journal it scans for inodes not
+    /// deleted recently), so each thread spun on the lock the other held: 5–8 % of an
+    /// import's samples, and before that, with every temporary file in the store's root
+    /// and renamed across directories, the file system's rename lock as well. An unnamed
+    /// file takes no directory lock until its one link.
     pub fn writer_verified_by_caller(&self, digest: Digest) -> io::Result<BlobWriter> {
         let dest = self.path(&digest);
         let dir = dest.parent().unwrap_or(self.root.as_path());
-        let tmp = match temp_file_in(dir) {
+        let tmp = match Staged::create_in(dir, self.unnamed) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 create_private_dir_all(dir)?;
-                temp_file_in(dir)?
+                Staged::create_in(dir, self.unnamed)?
             }
             other => other?,
         };
@@ -397,7 +522,7 @@ impl BlobStore {
 /// A blob being written; see [`BlobStore::writer`].
 pub struct BlobWriter {
     store: BlobStore,
-    file: NamedTempFile,
+    file: Staged,
     /// `None` when the caller verifies the content ([`BlobStore::writer_verified_by_caller`]).
     hasher: Option<Hasher>,
     expected: Option<Digest>,
@@ -423,27 +548,17 @@ impl BlobWriter {
         // it before the caller's state refers to it.
         let mut guard = self.store.guard.lock();
         guard.recent.insert(digest, Instant::now());
-        // The rename happens only if nothing is stored under the digest yet
-        // (`renameat2(RENAME_NOREPLACE)` on Linux): a blob already stored, perhaps already
-        // synced, is never replaced by an unsynced copy, and that check costs no stat of its
-        // own. The fan-out directory exists for all but the first blobs of a store: rename
-        // first and create it only when missing (saves a mkdir and a stat per blob).
-        let persisted = match self.file.persist_noclobber(&dest) {
-            Err(e) if e.error.kind() == io::ErrorKind::NotFound => {
-                if let Some(parent) = dest.parent() {
-                    create_private_dir_all(parent)?;
-                }
-                e.file.persist_noclobber(&dest)
-            }
-            other => other,
-        };
-        match persisted {
-            Ok(_) => {}
-            // Stored already; the new copy is removed with its temporary file.
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+        // The file gets its name only if nothing is stored under the digest yet
+        // (`renameat2(RENAME_NOREPLACE)`, or `linkat`, which never replaces): a blob already
+        // stored, perhaps already synced, is never replaced by an unsynced copy, and that
+        // check costs no stat of its own.
+        match self.file.persist_noclobber(&dest) {
+            Ok(()) => {}
+            // Stored already; the new copy goes with its temporary file.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Ok((digest, self.size));
             }
-            Err(e) => return Err(e.error),
+            Err(e) => return Err(e),
         }
         drop(guard);
         if let Some(unsynced) = &self.store.unsynced {
@@ -602,7 +717,12 @@ mod tests {
                 fs::read_dir(dir)
                     .unwrap()
                     .map(|e| e.unwrap().path())
-                    .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".tmp-")),
+                    .filter(|p| {
+                        p.file_name()
+                            .unwrap()
+                            .to_string_lossy()
+                            .starts_with(".tmp-")
+                    }),
             );
         }
         assert!(temps.is_empty(), "{temps:?}");
@@ -614,19 +734,61 @@ mod tests {
     }
 
     #[test]
-    fn a_write_whose_digest_is_known_renames_within_its_fan_out_directory() {
-        let store = BlobStore::temporary().unwrap();
-        let digest = Digest::of(b"body");
-        let mut w = store.writer_verified_by_caller(digest).unwrap();
-        w.write_all(b"body").unwrap();
-        // Before the commit its temporary file sits beside the destination.
-        let mut temps = Vec::new();
-        assert!(store.scan(|p| temps.push(p)).unwrap().is_empty());
-        assert_eq!(temps.len(), 1);
-        assert_eq!(temps[0].parent(), store.path(&digest).parent());
-        assert_eq!(w.commit().unwrap(), (digest, 4));
-        assert_eq!(store.read(&digest).unwrap(), b"body");
-        assert!(!temps[0].exists());
+    fn a_write_whose_digest_is_known_is_named_within_its_fan_out_directory() {
+        let mut store = BlobStore::temporary().unwrap();
+        // Linux file systems for temporary directories (tmpfs, ext4) take unnamed files.
+        assert_eq!(store.unnamed, cfg!(target_os = "linux"));
+        for unnamed in [false, store.unnamed] {
+            store.unnamed = unnamed;
+            let body = format!("body, unnamed: {unnamed}");
+            let digest = Digest::of(body.as_bytes());
+            let mut w = store.writer_verified_by_caller(digest).unwrap();
+            w.write_all(body.as_bytes()).unwrap();
+            // Before the commit the blob has no name; a named temporary file sits beside
+            // its destination, an unnamed one nowhere.
+            let mut temps = Vec::new();
+            assert!(!store.scan(|p| temps.push(p)).unwrap().contains(&digest));
+            assert_eq!(temps.len(), usize::from(!unnamed), "{temps:?}");
+            assert!(
+                temps
+                    .iter()
+                    .all(|t| t.parent() == store.path(&digest).parent())
+            );
+            assert_eq!(w.commit().unwrap(), (digest, body.len() as u64));
+            assert_eq!(store.read(&digest).unwrap(), body.as_bytes());
+            assert!(temps.iter().all(|t| !t.exists()));
+            // A second copy is discarded and leaves the first in place, and a writer
+            // dropped uncommitted leaves nothing.
+            let ino = inode(&store.path(&digest));
+            let mut again = store.writer_verified_by_caller(digest).unwrap();
+            again.write_all(body.as_bytes()).unwrap();
+            assert_eq!(again.commit().unwrap(), (digest, body.len() as u64));
+            assert_eq!(inode(&store.path(&digest)), ino);
+            let mut dropped = store.writer_verified_by_caller(Digest::of(b"x")).unwrap();
+            dropped.write_all(b"x").unwrap();
+            drop(dropped);
+            let mut temps = Vec::new();
+            assert!(
+                !store
+                    .scan(|p| temps.push(p))
+                    .unwrap()
+                    .contains(&Digest::of(b"x"))
+            );
+            assert!(temps.is_empty(), "{temps:?}");
+        }
+    }
+
+    fn inode(path: &Path) -> u64 {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            fs::metadata(path).unwrap().ino()
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = path;
+            0
+        }
     }
 
     #[test]
@@ -644,7 +806,9 @@ mod tests {
             .set_modified(two_hours_ago)
             .unwrap();
         // A write in progress: its file was touched just now.
-        let mut live = store.writer_verified_by_caller(Digest::of(b"live")).unwrap();
+        let mut live = store
+            .writer_verified_by_caller(Digest::of(b"live"))
+            .unwrap();
         live.write_all(b"li").unwrap();
         let done = store
             .collect_garbage(&[kept].into(), Duration::ZERO)
