@@ -184,6 +184,28 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
+/// "median M× (lo–hi×)" of per-round ratios.
+fn spread(ratios: &mut [f64]) -> String {
+    ratios.sort_by(f64::total_cmp);
+    match ratios {
+        [] => "-".into(),
+        [only] => format!("{only:.2}×"),
+        _ => {
+            let n = ratios.len();
+            let median = if n % 2 == 1 {
+                ratios[n / 2]
+            } else {
+                (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+            };
+            format!(
+                "median {median:.2}× ({:.2}–{:.2}×)",
+                ratios[0],
+                ratios[n - 1]
+            )
+        }
+    }
+}
+
 fn main() {
     let mb: usize = std::env::var("CRYOPOD_BENCH_MB")
         .ok()
@@ -267,6 +289,11 @@ fn main() {
         let mut to_file = Duration::MAX;
         let mut import_cpu = Duration::ZERO;
         let mut bundle_bytes = 0;
+        // Each round's own ratios (export / zstd -1, import / zstd -d), whose two sides ran
+        // back to back: the host's speed drifts by up to 2× over minutes (a plain
+        // `sha256sum` of the same file took 2.1–4.9 s in one series), and a best-of ratio
+        // can pair a fast baseline with a slow import.
+        let (mut paired_export, mut paired_import) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             flush_page_cache();
             let t = Instant::now();
@@ -274,13 +301,15 @@ fn main() {
                 .export(None, &ScopeFilter::all(), CountingSink::default(), Default::default())
                 .await
                 .expect("export");
-            head[0] = head[0].min(t.elapsed());
+            let export_t = t.elapsed();
+            head[0] = head[0].min(export_t);
             bundle_bytes = sink.0;
 
             let t = Instant::now();
             let mut out = CountingSink::default();
             zstd::stream::copy_encode(&raw[..], &mut out, 1).expect("zstd");
             head[1] = head[1].min(t.elapsed());
+            paired_export.push(ratio(export_t, t.elapsed()));
 
             let dir = tempfile::tempdir_in(&base).expect("dir");
             let fresh = runtime(dir.path());
@@ -292,8 +321,9 @@ fn main() {
                 .import(input, None, MergeStrategy::Overwrite)
                 .await
                 .expect("import");
-            if t.elapsed() < head[2] {
-                head[2] = t.elapsed();
+            let import_t = t.elapsed();
+            if import_t < head[2] {
+                head[2] = import_t;
                 import_cpu = cryopod::testing::process_cpu_time().saturating_sub(cpu);
             }
             keep.push(dir);
@@ -302,6 +332,7 @@ fn main() {
             let mut out = CountingSink::default();
             zstd::stream::copy_decode(&compressed[..], &mut out).expect("unzstd");
             head[3] = head[3].min(t.elapsed());
+            paired_import.push(ratio(import_t, t.elapsed()));
             assert_eq!(out.0 as usize, total);
 
             // A second reference, not the target's: `zstd -d` as its CLI runs by default,
@@ -348,6 +379,11 @@ fn main() {
             zstd_d.as_secs_f64(),
             ratio(import, zstd_d),
             ratio(import_cpu, zstd_d)
+        );
+        println!(
+            "  paired by round (each side right after the other): export {}, import {}",
+            spread(&mut paired_export),
+            spread(&mut paired_import)
         );
         println!(
             "  (zstd -d into a file in the blob dir: {:.3} s; import / that {:.2}×)",
