@@ -16,6 +16,13 @@
 //! bundle has verified and committed everything. Hashing and writing a blob costs more
 //! than decompressing it, so a piped stream that starts while the helper is behind is
 //! hashed and written by the reading thread instead ([`HashPipe::begin_sink`]).
+//!
+//! A piped stream that lives on the helper gets its chunks still compressed
+//! ([`HashPipe::send_packed`]): the helper decompresses, hashes and hands them to the sink,
+//! so each chunk is produced, hashed and written by one core while it is in that core's
+//! cache, and the reading thread only reads records and checks their crc. Until session 7
+//! the reading thread decompressed every chunk and the helper read the bytes from the
+//! other core's cache; see `docs/DESIGN-NOTES.md` for the measurements.
 
 use std::io;
 use std::ops::{Deref, Range};
@@ -96,6 +103,14 @@ const POOL: usize = 32;
 enum Msg {
     Start(Hasher, Option<NamedSink>),
     Data(Arc<Vec<u8>>, Range<usize>),
+    /// A zstd frame (`buf[range]`) that must decompress to exactly `raw` bytes; the
+    /// chunk record starts at file offset `at` (for error messages).
+    Packed {
+        buf: Arc<Vec<u8>>,
+        range: Range<usize>,
+        raw: usize,
+        at: u64,
+    },
     Finish(SyncSender<Digest>),
     /// End of a stream checked off the calling thread: compare with the declared digest,
     /// then commit or drop the sink if there is one. The name is for the error message
@@ -123,9 +138,38 @@ impl Drop for Helper {
     }
 }
 
-fn helper_main(rx: Receiver<Msg>, deferred: Deferred, backlog: Arc<AtomicUsize>) {
+/// Hashes `buf[r]` into `state` and hands it to the sink; a sink error is deferred and
+/// drops the sink, so the stream is never committed.
+fn hash_and_write(
+    state: &mut Hasher,
+    sink: &mut Option<NamedSink>,
+    deferred: &Deferred,
+    buf: Arc<Vec<u8>>,
+    r: Range<usize>,
+) {
+    if let Some(s) = buf.get(r.clone()) {
+        state.update(s);
+    }
+    if let Some((s, what)) = sink.as_mut()
+        && let Err(e) = s.write(Chunk { buf, range: r })
+    {
+        defer(deferred, sink_error(what, e));
+        *sink = None;
+    }
+}
+
+fn helper_main(
+    rx: Receiver<Msg>,
+    deferred: Deferred,
+    backlog: Arc<AtomicUsize>,
+    window_log_max: u32,
+) {
+    // Made at the first compressed chunk: writers and plain reads never need one.
+    let mut dctx = None;
     let mut state = Hasher::new();
     let mut sink: Option<NamedSink> = None;
+    // Output buffers of decompressed chunks, reused once the sink let go of them.
+    let mut pool: Vec<Arc<Vec<u8>>> = Vec::new();
     while let Ok(m) = rx.recv() {
         match m {
             Msg::Start(h, s) => {
@@ -134,16 +178,44 @@ fn helper_main(rx: Receiver<Msg>, deferred: Deferred, backlog: Arc<AtomicUsize>)
             }
             Msg::Data(buf, r) => {
                 let len = r.len();
-                if let Some(s) = buf.get(r.clone()) {
-                    state.update(s);
-                }
-                if let Some((s, what)) = sink.as_mut()
-                    && let Err(e) = s.write(Chunk { buf, range: r })
-                {
-                    defer(&deferred, sink_error(what, e));
-                    sink = None;
-                }
+                hash_and_write(&mut state, &mut sink, &deferred, buf, r);
                 backlog.fetch_sub(len, Ordering::Release);
+            }
+            Msg::Packed {
+                buf,
+                range,
+                raw,
+                at,
+            } => {
+                let mut out = pool
+                    .iter()
+                    .position(|b| Arc::strong_count(b) == 1)
+                    .and_then(|i| Arc::try_unwrap(pool.swap_remove(i)).ok())
+                    .unwrap_or_default();
+                out.clear();
+                out.reserve_exact(raw);
+                let frame = buf.get(range).unwrap_or(&[]);
+                let unpacked = match &mut dctx {
+                    Some(d) => unpack(d, frame, &mut out, raw, at),
+                    None => decompressor(window_log_max)
+                        .and_then(|d| unpack(dctx.insert(d), frame, &mut out, raw, at)),
+                };
+                match unpacked {
+                    Ok(()) => {
+                        drop(buf);
+                        let out = Arc::new(out);
+                        hash_and_write(&mut state, &mut sink, &deferred, Arc::clone(&out), 0..raw);
+                        if pool.len() < POOL {
+                            pool.push(out);
+                        }
+                    }
+                    Err(e) => {
+                        // The stream is lost: report it and never commit it.
+                        defer(&deferred, e);
+                        sink = None;
+                    }
+                }
+                backlog.fetch_sub(raw, Ordering::Release);
             }
             Msg::Finish(reply) => {
                 let _ = reply.send(std::mem::take(&mut state).finish());
@@ -168,6 +240,46 @@ fn helper_main(rx: Receiver<Msg>, deferred: Deferred, backlog: Arc<AtomicUsize>)
             }
         }
     }
+}
+
+/// Decompresses one chunk's zstd frame into `out` (empty, with capacity for `raw`
+/// bytes), which must then hold exactly `raw` bytes.
+pub(crate) fn unpack(
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    frame: &[u8],
+    out: &mut Vec<u8>,
+    raw: usize,
+    at: u64,
+) -> Result<(), BundleError> {
+    let n = dctx
+        .decompress_to_buffer(frame, out)
+        .map_err(|e| BundleError::Decompress {
+            offset: at,
+            source: e,
+        })?;
+    if n != raw {
+        return Err(BundleError::SizeMismatch {
+            what: format!("chunk at offset {at}"),
+            expected: raw as u64,
+            actual: n as u64,
+        });
+    }
+    Ok(())
+}
+
+/// A decompression context whose window is bounded, so a hostile frame cannot make it
+/// allocate more than `2^window_log_max` bytes.
+pub(crate) fn decompressor(
+    window_log_max: u32,
+) -> Result<zstd::bulk::Decompressor<'static>, BundleError> {
+    let decompress = |e| BundleError::Decompress {
+        offset: 0,
+        source: e,
+    };
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(decompress)?;
+    dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(window_log_max))
+        .map_err(decompress)?;
+    Ok(dctx)
 }
 
 fn sink_error(what: &str, e: io::Error) -> BundleError {
@@ -202,10 +314,15 @@ pub(crate) struct HashPipe {
     parallel: bool,
     pool: Vec<Arc<Vec<u8>>>,
     deferred: Deferred,
+    /// The current stream was handed to a sink ([`HashPipe::begin_sink`]).
+    piped: bool,
+    /// The window limit of the helper's decompression context (see [`HashPipe::send_packed`]).
+    window_log_max: u32,
 }
 
 impl HashPipe {
-    pub(crate) fn new() -> Self {
+    /// A pipe whose helper decompresses frames with at most a `2^window_log_max` window.
+    pub(crate) fn new(window_log_max: u32) -> Self {
         HashPipe {
             inline: Some(Hasher::new()),
             inline_sink: None,
@@ -213,11 +330,14 @@ impl HashPipe {
             parallel: std::thread::available_parallelism().is_ok_and(|n| n.get() > 1),
             pool: Vec::new(),
             deferred: Arc::default(),
+            piped: false,
+            window_log_max,
         }
     }
 
     /// Starts hashing a new stream.
     pub(crate) fn begin(&mut self) {
+        self.piped = false;
         self.inline = Some(Hasher::new());
         self.inline_sink = None;
     }
@@ -237,6 +357,7 @@ impl HashPipe {
         sink: Box<dyn StreamSink>,
         what: String,
     ) -> Result<(), BundleError> {
+        self.piped = true;
         if self.parallel && self.backlog() < INLINE_BACKLOG {
             let start = Msg::Start(Hasher::new(), Some((sink, what)));
             match self.helper()?.try_send(start) {
@@ -334,6 +455,66 @@ impl HashPipe {
         Vec::new()
     }
 
+    /// A buffer nobody else uses (recycled when possible) with its old bytes still in
+    /// it: for reading a record over, which then needs no zero-filling up to their length.
+    pub(crate) fn take_vec_dirty(&mut self) -> Vec<u8> {
+        if let Some(i) = self.pool.iter().position(|b| Arc::strong_count(b) == 1)
+            && let Ok(v) = Arc::try_unwrap(self.pool.swap_remove(i))
+        {
+            return v;
+        }
+        Vec::new()
+    }
+
+    /// Whether the current chunk should go to the helper still compressed
+    /// ([`HashPipe::send_packed`]): true while a piped stream lives on the helper, and
+    /// for a piped stream that started here once the helper caught up (it moves there
+    /// now). Streams read through `Read` are always decompressed by the reading thread,
+    /// which serves their bytes.
+    pub(crate) fn route_packed(&mut self) -> Result<bool, BundleError> {
+        if self.inline.is_none() {
+            // Only piped streams move to the helper before their first chunk; other
+            // streams move there with decompressed chunks and stay that way.
+            return Ok(self.piped);
+        }
+        if self.inline_sink.is_none() || !self.parallel || self.backlog() > 0 {
+            return Ok(false);
+        }
+        let state = self.inline.take().unwrap_or_default();
+        let sink = self.inline_sink.take();
+        self.helper()?
+            .send(Msg::Start(state, sink))
+            .map_err(|_| dead())?;
+        Ok(true)
+    }
+
+    /// Queues a chunk's zstd frame `buf[range]` (which must decompress to `raw` bytes)
+    /// for the helper, which decompresses, hashes and writes it (see the module docs).
+    /// Call only after [`HashPipe::route_packed`] said so.
+    pub(crate) fn send_packed(
+        &mut self,
+        buf: &Arc<Vec<u8>>,
+        range: Range<usize>,
+        raw: usize,
+        at: u64,
+    ) -> Result<(), BundleError> {
+        self.helper()?;
+        let Some(h) = &self.helper else {
+            return Err(dead());
+        };
+        h.backlog.fetch_add(raw, Ordering::AcqRel);
+        let msg = Msg::Packed {
+            buf: Arc::clone(buf),
+            range,
+            raw,
+            at,
+        };
+        h.tx.send(msg).map_err(|_| {
+            h.backlog.fetch_sub(raw, Ordering::AcqRel);
+            dead()
+        })
+    }
+
     /// Returns a shared buffer to the pool once its user is done with it.
     pub(crate) fn give_back(&mut self, b: Arc<Vec<u8>>) {
         if self.pool.len() < POOL {
@@ -347,9 +528,10 @@ impl HashPipe {
             let deferred = Arc::clone(&self.deferred);
             let backlog = Arc::new(AtomicUsize::new(0));
             let theirs = Arc::clone(&backlog);
+            let window_log_max = self.window_log_max;
             let handle = std::thread::Builder::new()
                 .name("cryopod-bundle-sha256".into())
-                .spawn(move || helper_main(rx, deferred, theirs))?;
+                .spawn(move || helper_main(rx, deferred, theirs, window_log_max))?;
             self.helper = Some(Helper {
                 tx,
                 handle: Some(handle),
@@ -548,7 +730,7 @@ mod tests {
 
     #[test]
     fn a_stream_starting_while_the_helper_is_behind_is_hashed_here_and_still_verified() {
-        let mut p = HashPipe::new();
+        let mut p = HashPipe::new(27);
         p.parallel = true;
         let log = Arc::new(Mutex::new(Vec::new()));
         let (go, wait) = std::sync::mpsc::channel();
@@ -601,7 +783,7 @@ mod tests {
     fn piped_streams_commit_only_what_matched_and_report_the_rest() {
         let data = vec![9u8; 300_000];
         for parallel in [true, false] {
-            let mut p = HashPipe::new();
+            let mut p = HashPipe::new(27);
             p.parallel = parallel;
             let ok = pipe_one(&mut p, &data, Digest::of(&data), false);
             assert_eq!(
@@ -627,11 +809,92 @@ mod tests {
         }
     }
 
+    /// Pipes one stream as two compressed chunks handed to the helper; `raw` is what each
+    /// frame claims to decompress to. Returns what was committed, or the error.
+    fn pipe_packed(
+        p: &mut HashPipe,
+        frames: [&[u8]; 2],
+        raw: [usize; 2],
+        expected: Digest,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        p.begin();
+        let probe = Probe {
+            data: Vec::new(),
+            fail_writes: false,
+            committed: committed.clone(),
+        };
+        p.begin_sink(Box::new(probe), "packed blob".into()).unwrap();
+        for (i, (frame, raw)) in frames.iter().zip(raw).enumerate() {
+            assert!(p.route_packed().unwrap(), "chunk {i} goes to the helper");
+            let b = Arc::new(frame.to_vec());
+            p.send_packed(&b, 0..b.len(), raw, 100 + i as u64).unwrap();
+        }
+        p.finish_piped(expected).map_err(|e| e.to_string())?;
+        p.settle().map_err(|e| e.to_string())?;
+        let got = committed.lock().unwrap().clone();
+        Ok(got)
+    }
+
+    #[test]
+    fn compressed_chunks_are_decompressed_and_checked_on_the_helper() {
+        let one = vec![3u8; 150_000];
+        let two: Vec<u8> = (0..90_000u32).map(|i| (i % 251) as u8).collect();
+        let z1 = zstd::bulk::compress(&one, 1).unwrap();
+        let z2 = zstd::bulk::compress(&two, 1).unwrap();
+        let whole = [one.clone(), two.clone()].concat();
+        let mut p = HashPipe::new(27);
+        p.parallel = true;
+
+        let ok = pipe_packed(
+            &mut p,
+            [&z1, &z2],
+            [one.len(), two.len()],
+            Digest::of(&whole),
+        );
+        assert_eq!(ok, Ok(vec![whole.clone()]));
+
+        // A damaged frame: reported with the chunk's offset, nothing committed.
+        let mut bad = z2.clone();
+        let mid = bad.len() / 2;
+        bad[mid..].fill(0xff);
+        let err = pipe_packed(
+            &mut p,
+            [&z1, &bad],
+            [one.len(), two.len()],
+            Digest::of(&whole),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("cannot decompress chunk at offset 101"),
+            "{err}"
+        );
+
+        // A frame that decompresses to other than its declared size.
+        let err = pipe_packed(
+            &mut p,
+            [&z1, &z2],
+            [one.len() + 1, two.len()],
+            Digest::of(&whole),
+        )
+        .unwrap_err();
+        assert!(err.contains("chunk at offset 100"), "{err}");
+
+        // The pipe still works afterwards.
+        let again = pipe_packed(
+            &mut p,
+            [&z2, &z1],
+            [two.len(), one.len()],
+            Digest::of(&[two, one].concat()),
+        );
+        assert_eq!(again.map(|v| v.len()), Ok(1));
+    }
+
     #[test]
     fn threaded_and_inline_hashing_agree_for_any_mix_of_sizes() {
         let big = vec![7u8; 200_000];
         let small = b"small".to_vec();
-        let mut p = HashPipe::new();
+        let mut p = HashPipe::new(27);
         p.parallel = true;
         for round in 0..3 {
             p.begin();

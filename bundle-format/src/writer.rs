@@ -176,7 +176,7 @@ impl<W: BundleOutput> BundleWriter<W> {
             sections: HashSet::new(),
             stream_open: false,
             poisoned: false,
-            pipe: HashPipe::new(),
+            pipe: HashPipe::new(Limits::default().max_window_log),
         })
     }
 

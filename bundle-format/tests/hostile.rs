@@ -344,3 +344,53 @@ fn error_messages_name_the_problem_and_the_offset() {
         "{msg}"
     );
 }
+
+/// Offsets and payload lengths of every CHUNK record whose frame is zstd.
+fn zstd_chunks(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let end = bytes.len() - 32;
+    let mut at = 16;
+    let mut found = Vec::new();
+    while at < end {
+        let kind = bytes[at];
+        let flags = bytes[at + 1];
+        let len = u64::from_le_bytes(bytes[at + 4..at + 12].try_into().unwrap()) as usize;
+        if kind == 0x20 && flags & 1 == 1 {
+            found.push((at, len));
+        }
+        at += 20 + len;
+    }
+    found
+}
+
+#[test]
+fn a_damaged_frame_under_a_valid_crc_is_refused_and_its_blob_never_committed() {
+    // A multi-chunk compressible blob, piped to the reader's helper thread, which then
+    // decompresses its chunks itself.
+    let blob: Vec<u8> = (0..400_000u32).map(|i| (i % 97) as u8).collect();
+    let spec = Spec {
+        sections: vec![("s3".into(), 1, b"state".to_vec())],
+        blobs: vec![b"first".to_vec(), blob.clone(), b"last".to_vec()],
+        chunk_size: 64 << 10,
+    };
+    let good = build(&spec);
+    let chunks = zstd_chunks(&good);
+    assert!(chunks.len() >= 4, "{chunks:?}");
+    for &(at, len) in &chunks[chunks.len() - 3..] {
+        let mut bytes = good.clone();
+        // Overwrite the middle of the frame, then make the record's crc valid again.
+        let payload = at + 16..at + 16 + len;
+        let mid = payload.start + 4 + (len - 4) / 2;
+        bytes[mid..payload.end].fill(0xee);
+        let c = crc(&bytes[payload.clone()]);
+        bytes[payload.end..payload.end + 4].copy_from_slice(&c.to_le_bytes());
+        let r = catch_unwind(|| all_readers(&bytes)).expect("no panic");
+        assert_eq!(r, (false, false, false), "chunk at {at}");
+        let (e, committed) = read_piped(&bytes[..], Limits::default()).unwrap_err();
+        assert!(
+            !committed.iter().any(|(d, _)| *d == Digest::of(&blob)),
+            "the damaged blob was committed"
+        );
+        let msg = e.to_string();
+        assert!(msg.contains(&format!("chunk at offset {at}")), "{msg}");
+    }
+}

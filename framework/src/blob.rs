@@ -585,12 +585,14 @@ impl Write for BlobWriter {
 
 /// Stores the blobs of a bundle being imported, as the reader's hashing thread verifies them.
 ///
-/// Why there: the bundle reader decompresses on the importing thread and verifies sha256 on
-/// a second one ([`cryopod_bundle::StreamReader::pipe_to`]). Each blob's file is written by
-/// that second thread right after it hashed a chunk (still in its cache), so an import uses
-/// two threads, one per core on a two-core machine, and runs near the speed of
-/// decompression. (Until session 4 a third thread wrote the files; on two cores the extra
-/// hand-off made imports 5–10 % slower, see `docs/DESIGN-NOTES.md`.)
+/// Why there: the bundle reader hands each piped blob to a second thread
+/// ([`cryopod_bundle::StreamReader::pipe_to`]), which decompresses, verifies sha256 and
+/// writes its file while the chunk is still in that core's cache; the importing thread
+/// reads records and does the same for the blobs that start while the second thread is
+/// behind. So an import uses two threads, one per core on a two-core machine, and each
+/// byte is touched by one core only. (Until session 4 a third thread wrote the files, and
+/// until session 7 the importing thread decompressed every chunk for the second one to
+/// hash; see `docs/DESIGN-NOTES.md`.)
 ///
 /// Each [`BlobImport::sink`] is committed (renamed into the store) only after its digest
 /// matched; a sink that is dropped uncommitted leaves nothing. A write error fails the
