@@ -664,21 +664,26 @@ mod tests {
         }
     }
 
+    /// Starts a stream piped into a [`Probe`]; returns where its commit will land.
+    fn begin_probe(p: &mut HashPipe, what: &str, fail_writes: bool) -> Arc<Mutex<Vec<Vec<u8>>>> {
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        p.begin();
+        let probe = Probe {
+            data: Vec::new(),
+            fail_writes,
+            committed: committed.clone(),
+        };
+        p.begin_sink(Box::new(probe), what.into()).unwrap();
+        committed
+    }
+
     fn pipe_one(
         p: &mut HashPipe,
         data: &[u8],
         expected: Digest,
         fail: bool,
     ) -> Arc<Mutex<Vec<Vec<u8>>>> {
-        let committed = Arc::new(Mutex::new(Vec::new()));
-        p.begin();
-        let probe = Probe {
-            data: Vec::new(),
-            fail_writes: fail,
-            committed: committed.clone(),
-        };
-        p.begin_sink(Box::new(probe), "blob under test".into())
-            .unwrap();
+        let committed = begin_probe(p, "blob under test", fail);
         let b = Arc::new(data.to_vec());
         let half = data.len() / 2;
         let r = p
@@ -817,14 +822,7 @@ mod tests {
         raw: [usize; 2],
         expected: Digest,
     ) -> Result<Vec<Vec<u8>>, String> {
-        let committed = Arc::new(Mutex::new(Vec::new()));
-        p.begin();
-        let probe = Probe {
-            data: Vec::new(),
-            fail_writes: false,
-            committed: committed.clone(),
-        };
-        p.begin_sink(Box::new(probe), "packed blob".into()).unwrap();
+        let committed = begin_probe(p, "packed blob", false);
         for (i, (frame, raw)) in frames.iter().zip(raw).enumerate() {
             assert!(p.route_packed().unwrap(), "chunk {i} goes to the helper");
             let b = Arc::new(frame.to_vec());
