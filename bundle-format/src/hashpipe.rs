@@ -33,8 +33,9 @@ use std::thread::JoinHandle;
 
 use crate::{BundleError, Digest, Hasher};
 
-/// A piece of a stream's uncompressed bytes, shared with the reader's buffer rather than
-/// copied; cloning it is cheap. The buffer returns to the reader's pool once every clone
+/// A piece of a stream's uncompressed bytes, shared with the buffer it was decompressed or
+/// read into rather than copied; cloning it is cheap. The buffer returns to the pool of the
+/// thread that filled it (the reading thread or the hashing thread) once every clone
 /// is dropped, so a sink that keeps chunks (to write them on another thread, say) only
 /// makes the reader allocate a few more buffers.
 #[derive(Clone)]
