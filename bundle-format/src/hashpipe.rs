@@ -17,10 +17,11 @@
 //! than decompressing it, so a piped stream that starts while the helper is behind is
 //! hashed and written by the reading thread instead ([`HashPipe::begin_sink`]).
 //!
-//! A piped stream that lives on the helper gets its chunks still compressed
-//! ([`HashPipe::send_packed`]): the helper decompresses, hashes and hands them to the sink,
-//! so each chunk is produced, hashed and written by one core while it is in that core's
-//! cache, and the reading thread only reads records and checks their crc. Until session 7
+//! A small piped blob (the reader decides which) that lives on the helper gets its chunks
+//! still compressed ([`HashPipe::send_packed`]): the helper decompresses, hashes and hands
+//! them to the sink, so each chunk is produced, hashed and written by one core while it is
+//! in that core's cache, and the reading thread only reads records and checks their crc.
+//! Until session 7
 //! the reading thread decompressed every chunk and the helper read the bytes from the
 //! other core's cache; see `docs/DESIGN-NOTES.md` for the measurements.
 
@@ -268,8 +269,10 @@ pub(crate) fn unpack(
     Ok(())
 }
 
-/// A decompression context whose window is bounded, so a hostile frame cannot make it
-/// allocate more than `2^window_log_max` bytes.
+/// A decompression context that refuses frames whose window exceeds the reader's limit.
+/// (For the one-shot decompression used on chunks, the output buffer of `raw_len` bytes,
+/// itself bounded by the limits, is what bounds memory; the window limit matters to any
+/// streaming use of the context.)
 pub(crate) fn decompressor(
     window_log_max: u32,
 ) -> Result<zstd::bulk::Decompressor<'static>, BundleError> {
