@@ -189,11 +189,7 @@ fn helper_main(
                 raw,
                 at,
             } => {
-                let mut out = pool
-                    .iter()
-                    .position(|b| Arc::strong_count(b) == 1)
-                    .and_then(|i| Arc::try_unwrap(pool.swap_remove(i)).ok())
-                    .unwrap_or_default();
+                let mut out = reuse(&mut pool).unwrap_or_default();
                 out.clear();
                 out.reserve_exact(raw);
                 let frame = buf.get(range).unwrap_or(&[]);
@@ -284,6 +280,12 @@ pub(crate) fn decompressor(
     dctx.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(window_log_max))
         .map_err(decompress)?;
     Ok(dctx)
+}
+
+/// A buffer of `pool` that nobody else holds any more, taken out of it, old bytes and all.
+fn reuse(pool: &mut Vec<Arc<Vec<u8>>>) -> Option<Vec<u8>> {
+    let i = pool.iter().position(|b| Arc::strong_count(b) == 1)?;
+    Arc::try_unwrap(pool.swap_remove(i)).ok()
 }
 
 fn sink_error(what: &str, e: io::Error) -> BundleError {
@@ -450,24 +452,15 @@ impl HashPipe {
 
     /// A buffer nobody else uses (recycled when possible), emptied.
     pub(crate) fn take_vec(&mut self) -> Vec<u8> {
-        if let Some(i) = self.pool.iter().position(|b| Arc::strong_count(b) == 1)
-            && let Ok(mut v) = Arc::try_unwrap(self.pool.swap_remove(i))
-        {
-            v.clear();
-            return v;
-        }
-        Vec::new()
+        let mut v = self.take_vec_dirty();
+        v.clear();
+        v
     }
 
     /// A buffer nobody else uses (recycled when possible) with its old bytes still in
     /// it: for reading a record over, which then needs no zero-filling up to their length.
     pub(crate) fn take_vec_dirty(&mut self) -> Vec<u8> {
-        if let Some(i) = self.pool.iter().position(|b| Arc::strong_count(b) == 1)
-            && let Ok(v) = Arc::try_unwrap(self.pool.swap_remove(i))
-        {
-            return v;
-        }
-        Vec::new()
+        reuse(&mut self.pool).unwrap_or_default()
     }
 
     /// Whether the current chunk should go to the helper still compressed
@@ -484,12 +477,17 @@ impl HashPipe {
         if self.inline_sink.is_none() || !self.parallel || self.backlog() > 0 {
             return Ok(false);
         }
+        self.move_to_helper()?;
+        Ok(true)
+    }
+
+    /// Hands the stream hashed here so far (its hash state and sink) to the helper.
+    fn move_to_helper(&mut self) -> Result<(), BundleError> {
         let state = self.inline.take().unwrap_or_default();
         let sink = self.inline_sink.take();
         self.helper()?
             .send(Msg::Start(state, sink))
-            .map_err(|_| dead())?;
-        Ok(true)
+            .map_err(|_| dead())
     }
 
     /// Queues a chunk's zstd frame `buf[range]` (which must decompress to `raw` bytes)
@@ -502,21 +500,13 @@ impl HashPipe {
         raw: usize,
         at: u64,
     ) -> Result<(), BundleError> {
-        self.helper()?;
-        let Some(h) = &self.helper else {
-            return Err(dead());
-        };
-        h.backlog.fetch_add(raw, Ordering::AcqRel);
         let msg = Msg::Packed {
             buf: Arc::clone(buf),
             range,
             raw,
             at,
         };
-        h.tx.send(msg).map_err(|_| {
-            h.backlog.fetch_sub(raw, Ordering::AcqRel);
-            dead()
-        })
+        self.queue(msg, raw)
     }
 
     /// Returns a shared buffer to the pool once its user is done with it.
@@ -558,12 +548,18 @@ impl HashPipe {
     /// Queues `buf[range]` for the helper, counting it in its backlog.
     fn send_data(&mut self, buf: &Arc<Vec<u8>>, range: Range<usize>) -> Result<(), BundleError> {
         let len = range.len();
+        self.queue(Msg::Data(Arc::clone(buf), range), len)
+    }
+
+    /// Sends `msg`, which carries `len` bytes for the helper to hash, counting them in its
+    /// backlog until it has.
+    fn queue(&mut self, msg: Msg, len: usize) -> Result<(), BundleError> {
         self.helper()?;
         let Some(h) = &self.helper else {
             return Err(dead());
         };
         h.backlog.fetch_add(len, Ordering::AcqRel);
-        h.tx.send(Msg::Data(Arc::clone(buf), range)).map_err(|_| {
+        h.tx.send(msg).map_err(|_| {
             h.backlog.fetch_sub(len, Ordering::AcqRel);
             dead()
         })
@@ -600,11 +596,7 @@ impl HashPipe {
                 }
                 return Ok(());
             }
-            let state = self.inline.take().unwrap_or_default();
-            let sink = self.inline_sink.take();
-            self.helper()?
-                .send(Msg::Start(state, sink))
-                .map_err(|_| dead())?;
+            self.move_to_helper()?;
         }
         self.send_data(buf, range)
     }
