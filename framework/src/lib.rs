@@ -11,6 +11,7 @@
 pub mod aws;
 pub mod background;
 pub mod blob;
+pub mod diff;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "cli")]
@@ -30,6 +31,7 @@ pub mod state;
 pub mod testing;
 
 pub use aws::{AwsError, AwsRequest, Body};
+pub mod units;
 pub use blob::{BlobImport, BlobStore, PresenceHint};
 pub use cryopod_bundle as bundle;
 pub use error::{Error, ProviderError, Result, StateError};

@@ -99,6 +99,9 @@ pub trait ServiceState: Any + fmt::Debug + Send + Sync {
     fn summary(&self) -> Vec<(Scope, ResourceCounts)>;
     /// Every blob digest this state refers to, so bundles and garbage collection know them.
     fn blobs(&self) -> BTreeSet<Digest>;
+    /// The units (resources a user creates) of every non-empty scope, for diffs and merge
+    /// checks ([`crate::units`]).
+    fn units(&self) -> Vec<(Scope, crate::units::Units)>;
     /// A copy holding only the scopes `filter` selects.
     fn filtered(&self, filter: &ScopeFilter) -> Box<dyn ServiceState>;
     /// `self` with `incoming` merged in by `strategy`; `self` is left untouched so a failing
@@ -316,6 +319,15 @@ pub trait Resources:
     fn is_empty(&self) -> bool {
         self.summary().values().all(|n| *n == 0)
     }
+    /// The units a user creates in this scope, with their content (see [`crate::units`]):
+    /// what dry runs report and what the merge harness checks `merge` against. The default
+    /// lists the entries of every map-valued field (`notebooks → notebook a`), right for a
+    /// service with one level of named resources; a service whose resources hold resources
+    /// (objects in buckets) lists each level itself, and leaves out fields that change on
+    /// their own (clocks, capture times, derived indexes).
+    fn units(&self, out: &mut crate::units::Units) {
+        crate::units::default_units(self, out);
+    }
 }
 
 /// A service's resources partitioned by scope, in a persistent map so clones are O(1).
@@ -392,6 +404,19 @@ impl<R: Resources> Scoped<R> {
             r.blobs(&mut out);
         }
         out
+    }
+
+    /// The units of every non-empty scope.
+    pub fn units(&self) -> Vec<(Scope, crate::units::Units)> {
+        self.scopes
+            .iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(s, r)| {
+                let mut u = crate::units::Units::new();
+                r.units(&mut u);
+                (s.clone(), u)
+            })
+            .collect()
     }
 
     /// The scopes `filter` keeps.
@@ -546,6 +571,9 @@ macro_rules! service_state {
             fn blobs(&self) -> ::std::collections::BTreeSet<$crate::Digest> {
                 $crate::ScopedState::scoped(self).blobs()
             }
+            fn units(&self) -> Vec<($crate::Scope, $crate::units::Units)> {
+                $crate::ScopedState::scoped(self).units()
+            }
             fn filtered(&self, filter: &$crate::ScopeFilter) -> Box<dyn $crate::ServiceState> {
                 let mut out = <$ty as ::std::default::Default>::default();
                 *$crate::ScopedState::scoped_mut(&mut out) =
@@ -600,6 +628,9 @@ macro_rules! legacy_service_state {
             }
             fn blobs(&self) -> ::std::collections::BTreeSet<$crate::Digest> {
                 ::std::collections::BTreeSet::new()
+            }
+            fn units(&self) -> Vec<($crate::Scope, $crate::units::Units)> {
+                Vec::new()
             }
             fn filtered(&self, _filter: &$crate::ScopeFilter) -> Box<dyn $crate::ServiceState> {
                 Box::new(::std::clone::Clone::clone(self))

@@ -97,6 +97,21 @@ pub async fn check_provider(
         );
     }
 
+    // Loading a state and dry-running the same state again shows no change: nothing that
+    // moves on its own (capture times, clocks, derived indexes) counts as a modification.
+    for merge in MergeStrategy::ALL {
+        let target = fresh();
+        target
+            .import(Cursor::new(bundle.clone()), None, merge)
+            .await?;
+        let diff = crate::diff::plan(&target, &before, merge).await?;
+        assert!(
+            diff.is_empty(),
+            "{service}: a dry run of the state just loaded ({merge}) reports changes: {}",
+            serde_json::to_string(&diff).unwrap_or_default()
+        );
+    }
+
     // A corrupt bundle changes nothing.
     let target = fresh();
     target
@@ -119,6 +134,106 @@ pub async fn check_provider(
         "{service}: a failed import changed the running state"
     );
     Ok(())
+}
+
+/// Checks a plugin's merges at the level of its units ([`crate::units`]), with `running`
+/// the state in the emulator and `incoming` a bundle's, which must overlap: some units only
+/// in one, some only in the other, some in both with different content.
+///
+/// - `service-merge` must give every unit of `incoming` plus every unit of `running` that
+///   `incoming` lacks, each with its own content: nothing of the user's dropped, nothing
+///   mixed (a container's configuration comes from `incoming`, its contents are the union);
+/// - `account-region-merge` must give `incoming`'s units in each scope `incoming` holds and
+///   `running`'s elsewhere;
+/// - `overwrite` must give exactly `incoming`'s units.
+///
+/// Panics with a message naming the unit that went wrong.
+pub fn check_merges(running: &dyn ServiceState, incoming: &dyn ServiceState) {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::scope::Scope;
+    use crate::units::Units;
+
+    let service = running.service();
+    let by_scope =
+        |s: &dyn ServiceState| -> BTreeMap<Scope, Units> { s.units().into_iter().collect() };
+    let a = by_scope(running);
+    let b = by_scope(incoming);
+
+    // The states must overlap for the check to mean anything.
+    let (mut only_a, mut only_b, mut clash) = (0, 0, 0);
+    for (scope, ua) in &a {
+        let Some(ub) = b.get(scope) else { continue };
+        for (k, fa) in ua.iter() {
+            match ub.get(k.kind, &k.id) {
+                None => only_a += 1,
+                Some(fb) if fb != fa => clash += 1,
+                Some(_) => {}
+            }
+        }
+        only_b += ub
+            .iter()
+            .filter(|(k, _)| ua.get(k.kind, &k.id).is_none())
+            .count();
+    }
+    assert!(
+        only_a > 0 && only_b > 0 && clash > 0,
+        "{service}: check_merges needs overlapping states sharing a scope (units only in running: {only_a}, only in incoming: {only_b}, in both with other content: {clash})"
+    );
+
+    let empty = Units::new();
+    for strategy in MergeStrategy::ALL {
+        let merged = match running.merged(incoming.clone_box(), strategy) {
+            Ok(m) => m,
+            Err(e) => panic!("{service}: {strategy} of two valid states failed: {e}"),
+        };
+        let got = by_scope(merged.as_ref());
+        let scopes: BTreeSet<&Scope> = a.keys().chain(b.keys()).collect();
+        for scope in scopes {
+            let ua = a.get(scope).unwrap_or(&empty);
+            let ub = b.get(scope);
+            let expected = match strategy {
+                MergeStrategy::ServiceMerge => match ub {
+                    Some(ub) => ua.overlaid(ub),
+                    None => ua.clone(),
+                },
+                MergeStrategy::AccountRegionMerge => ub.cloned().unwrap_or_else(|| ua.clone()),
+                MergeStrategy::Overwrite => ub.cloned().unwrap_or_default(),
+            };
+            let actual = got.get(scope).unwrap_or(&empty);
+            if actual == &expected {
+                continue;
+            }
+            for (k, fp) in expected.iter() {
+                match actual.get(k.kind, &k.id) {
+                    None => panic!(
+                        "{service}: {strategy} in {scope} lost {} `{}`",
+                        k.kind, k.id
+                    ),
+                    Some(f) if f != fp => {
+                        let from = if ub.and_then(|u| u.get(k.kind, &k.id)).is_some() {
+                            "the incoming state"
+                        } else {
+                            "the running state"
+                        };
+                        panic!(
+                            "{service}: {strategy} in {scope}: {} `{}` is not the one from {from}",
+                            k.kind, k.id
+                        )
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (k, _) in actual.iter() {
+                if expected.get(k.kind, &k.id).is_none() {
+                    panic!(
+                        "{service}: {strategy} in {scope} produced {} `{}`, which neither state holds",
+                        k.kind, k.id
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// CPU time this process has used so far, every thread, user and system, from

@@ -442,20 +442,23 @@ fn dry_run_prints_additions_modifications_and_deletions_and_changes_nothing() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout).to_string();
+    // Units, not containers: the changed note is named, its unchanged notebook is not.
     for line in [
-        "+ notebooks/new",
-        "~ notebooks/changed",
-        "- notebooks/gone",
+        "+ notebook/new",
+        "~ note/changed/k",
+        "- notebook/gone",
         "1 to add, 1 to modify, 1 to delete",
     ] {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
-    assert!(!text.contains("notebooks/keep"), "{text}");
+    assert!(!text.contains("notebook/keep"), "{text}");
+    assert!(!text.contains("notebook/changed\n"), "{text}");
     let v = json_of(&emu.cli(&["--json", "pod", "load", "pair", "--dry-run"]));
-    let c = &v["diff"]["services"]["notes"]["scopes"][0]["collections"]["notebooks"];
-    assert_eq!(c["added"], serde_json::json!(["new"]));
-    assert_eq!(c["modified"], serde_json::json!(["changed"]));
-    assert_eq!(c["deleted"], serde_json::json!(["gone"]));
+    let c = &v["diff"]["services"]["notes"]["scopes"][0]["collections"];
+    assert_eq!(c["notebook"]["added"], serde_json::json!(["new"]));
+    assert_eq!(c["note"]["modified"], serde_json::json!(["changed/k"]));
+    assert_eq!(c["notebook"]["deleted"], serde_json::json!(["gone"]));
+    assert_eq!(v["diff"]["by_kind"]["note"]["modified"], 1);
     assert_eq!(dump(&emu), before, "a dry run changes nothing");
 }
 

@@ -42,17 +42,25 @@ pub struct NotesScope {
 
 impl Resources for NotesScope {
     /// Service-merge works at the level of single notes: a notebook present on both sides
-    /// keeps its running notes and takes the bundle's on a key clash.
+    /// takes its configuration (tags) from the bundle and keeps the union of both sides'
+    /// notes, the bundle's on a key clash.
     fn merge(&mut self, incoming: Self) {
-        for (name, nb) in incoming.notebooks {
-            match self.notebooks.get_mut(&name) {
-                Some(existing) => {
-                    existing.notes.extend(nb.notes);
-                    existing.tags.extend(nb.tags);
-                }
-                None => {
-                    self.notebooks.insert(name, nb);
-                }
+        for (name, mut nb) in incoming.notebooks {
+            if let Some(existing) = self.notebooks.remove(&name) {
+                // `union` keeps the receiver's value on a clash: the bundle's.
+                nb.notes = nb.notes.union(existing.notes);
+            }
+            self.notebooks.insert(name, nb);
+        }
+    }
+
+    /// Notebooks (their tags) and notes (`notebook/key`): the units a user creates, which
+    /// dry runs report and the merge harness checks.
+    fn units(&self, out: &mut cryopod::units::Units) {
+        for (name, nb) in &self.notebooks {
+            out.add("notebook", name.clone(), &nb.tags);
+            for (key, note) in &nb.notes {
+                out.add("note", format!("{name}/{key}"), note);
             }
         }
     }

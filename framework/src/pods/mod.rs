@@ -12,7 +12,8 @@
 
 pub mod autoload;
 pub mod crypto;
-pub mod diff;
+/// Dry-run diffs; they live in the core ([`crate::diff`]) so tests without the server use them.
+pub use crate::diff;
 pub mod launch;
 pub mod layout;
 pub mod oci;

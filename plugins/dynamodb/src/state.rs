@@ -612,6 +612,23 @@ impl Table {
             "arn:aws:dynamodb:{}:{}:table/{}",
             scope.region, scope.account, self.name
         )
+    /// An item's primary key as people read it (`pk=1` or `pk=1,sk=a`), for diffs.
+    pub fn key_label(&self, item: &Item) -> String {
+        use base64::Engine as _;
+        let show = |name: &str| match item.attrs().get(name) {
+            Some(AttrValue::S(s) | AttrValue::N(s)) => format!("{name}={s}"),
+            Some(AttrValue::B(b)) => format!(
+                "{name}={}",
+                base64::engine::general_purpose::STANDARD.encode(&b.0)
+            ),
+            _ => format!("{name}=?"),
+        };
+        match &self.key.range {
+            Some(r) => format!("{},{}", show(&self.key.hash), show(r)),
+            None => show(&self.key.hash),
+        }
+    }
+
     }
 }
 
@@ -646,14 +663,49 @@ pub struct DynamoScope {
     /// Tables by name.
     pub tables: OrdMap<String, Table>,
 }
+/// Whether two tables key their items alike (the same attribute names and types).
+fn same_primary_key(a: &Table, b: &Table) -> bool {
+    let types = |t: &Table| {
+        (
+            t.attr_type(&t.key.hash).map(str::to_string),
+            t.key
+                .range
+                .as_deref()
+                .and_then(|r| t.attr_type(r))
+                .map(str::to_string),
+        )
+    };
+    a.key == b.key && types(a) == types(b)
+}
+
 
 impl Resources for DynamoScope {
-    /// Service-merge is table by table: a table present on both sides is replaced whole by
-    /// the bundle's table (schema, indexes, TTL, tags and items together), because merging
-    /// the items of two tables whose key schemas may differ has no sound meaning. Tables
-    /// only in the running state stay.
+    /// `service-merge` works down to items: a table only in the bundle is added; a table on
+    /// both sides takes its definition (throughput, indexes, TTL, tags, …) from the bundle and
+    /// keeps the union of both sides' items, the bundle's on a primary-key clash. When the two
+    /// tables' primary keys differ (other attribute names or types), the running items cannot
+    /// be keyed in the bundle's table, and the bundle's table replaces it whole.
     fn merge(&mut self, incoming: Self) {
-        for (name, t) in incoming.tables {
+        for (name, mut t) in incoming.tables {
+            if let Some(existing) = self.tables.get(&name)
+                && same_primary_key(existing, &t)
+            {
+                let before = t.items.len();
+                for (k, item) in existing.items.iter() {
+                    if !t.items.contains_key(k) {
+                        t.items.insert(k.clone(), item.clone());
+                    }
+                }
+                if t.items.len() != before {
+                    t.size_bytes = t.items.values().map(|i| i.size() as u64).sum();
+                    // The bundle's indexes were derived from its items alone.
+                    t.indexes = if t.all_indexes().next().is_some() {
+                        DerivedIndexes::pending()
+                    } else {
+                        DerivedIndexes::default()
+                    };
+                }
+            }
             self.tables.insert(name, t);
         }
     }
@@ -664,6 +716,19 @@ impl Resources for DynamoScope {
         c.insert(
             "item".into(),
             self.tables.values().map(|t| t.items.len() as u64).sum(),
+    /// Tables (their definition) and items (`table/key=value[,sort=value]`). Derived indexes
+    /// and sizes are not content: they follow from the items.
+    fn units(&self, out: &mut cryopod::units::Units) {
+        for (name, t) in &self.tables {
+            let mut def = t.clone();
+            def.items = PMap::new();
+            out.add("table", name.clone(), &def);
+            for item in t.items.values() {
+                out.add("item", format!("{name}/{}", t.key_label(item)), item);
+            }
+        }
+    }
+
         );
         c
     }

@@ -222,16 +222,34 @@ async fn table_with(rt: &Runtime, scope: &Scope, name: &str, ids: &[&str]) {
     }
 }
 
-/// Running: X{shared: a1,a2; only_running}, Z{zt}. Bundle: X{shared: b1; only_bundle}, Y{yt}.
-async fn overlapping() -> (Runtime, cryopod::Snapshot) {
+async fn put_owned(rt: &Runtime, table: &str, id: &str, owner: &str) {
+    call(
+        rt,
+        &x(),
+        "PutItem",
+        json!({"TableName": table, "Item": {"id": {"S": id}, "owner": {"S": owner}}}),
+    )
+    .await;
+}
+
+/// Running: X{shared: a1,a2,1(A); only_running}, Z{zt}. Bundle: X{shared: b1,1(B);
+/// only_bundle}, Y{yt}. Returns (running, bundle).
+async fn two_sides() -> (Runtime, Runtime) {
     let running = fresh_runtime();
     table_with(&running, &x(), "shared", &["a1", "a2"]).await;
+    put_owned(&running, "shared", "1", "A").await;
     table_with(&running, &x(), "only_running", &["r"]).await;
     table_with(&running, &z(), "zzt", &["z"]).await;
     let other = fresh_runtime();
     table_with(&other, &x(), "shared", &["b1"]).await;
+    put_owned(&other, "shared", "1", "B").await;
     table_with(&other, &x(), "only_bundle", &["o"]).await;
     table_with(&other, &y(), "yyt", &["y"]).await;
+    (running, other)
+}
+
+async fn overlapping() -> (Runtime, cryopod::Snapshot) {
+    let (running, other) = two_sides().await;
     let snap = other
         .capture(None, &ScopeFilter::all())
         .await
@@ -279,7 +297,7 @@ async fn overwrite_keeps_only_the_bundle() {
         contents(&rt).await,
         vec![
             row(x(), "only_bundle", &["o"]),
-            row(x(), "shared", &["b1"]),
+            row(x(), "shared", &["1", "b1"]),
             row(y(), "yyt", &["y"]),
         ]
     );
@@ -295,7 +313,7 @@ async fn account_region_merge_replaces_whole_scopes() {
         contents(&rt).await,
         vec![
             row(x(), "only_bundle", &["o"]),
-            row(x(), "shared", &["b1"]),
+            row(x(), "shared", &["1", "b1"]),
             row(y(), "yyt", &["y"]),
             row(z(), "zzt", &["z"]),
         ]
@@ -303,7 +321,7 @@ async fn account_region_merge_replaces_whole_scopes() {
 }
 
 #[tokio::test]
-async fn service_merge_merges_table_by_table_and_the_bundle_table_wins() {
+async fn service_merge_merges_item_by_item_and_the_bundle_wins_a_key_clash() {
     let (rt, snap) = overlapping().await;
     rt.apply(snap, MergeStrategy::ServiceMerge)
         .await
@@ -313,10 +331,37 @@ async fn service_merge_merges_table_by_table_and_the_bundle_table_wins() {
         vec![
             row(x(), "only_bundle", &["o"]),
             row(x(), "only_running", &["r"]),
-            // The bundle's table replaces the running one whole: a2 is gone.
-            row(x(), "shared", &["b1"]),
+            // A table on both sides keeps both sides' items.
+            row(x(), "shared", &["1", "a1", "a2", "b1"]),
             row(y(), "yyt", &["y"]),
             row(z(), "zzt", &["z"]),
         ]
     );
+    let got = call(
+        &rt,
+        &x(),
+        "GetItem",
+        json!({"TableName": "shared", "Key": {"id": {"S": "1"}}}),
+    )
+    .await;
+    assert_eq!(
+        got["Item"]["owner"]["S"], "B",
+        "the bundle's item wins: {got}"
+    );
+}
+
+#[tokio::test]
+async fn every_merge_strategy_holds_unit_by_unit() {
+    let (running, bundle) = two_sides().await;
+    let capture = |rt: Runtime| async move {
+        rt.capture(None, &ScopeFilter::all())
+            .await
+            .expect("capture")
+            .services
+            .remove(cryopod_dynamodb::SERVICE)
+            .expect("dynamodb state")
+    };
+    let a = capture(running).await;
+    let b = capture(bundle).await;
+    cryopod::testing::check_merges(a.as_ref(), b.as_ref());
 }

@@ -6,10 +6,13 @@
 //! the same zip share one copy, and captures stay O(1) whatever the package sizes.
 //!
 //! Service-merge granularity (what "one resource" is for Lambda):
-//! - a **function** is one unit with its versions, aliases, policies and tags: aliases point at
-//!   version numbers and versions freeze code and configuration, so mixing the versions of two
-//!   different histories of a function would produce aliases pointing at code they never saw.
-//!   On a name clash the bundle's function replaces the running one whole.
+//! - a **function version** and an **alias** are units: a function on both sides takes its
+//!   `$LATEST` configuration, code, tags and resource policies from the bundle, and keeps the
+//!   union of both sides' published versions (by number) and aliases (by name), the bundle's
+//!   on a clash. The version counter becomes the larger of the two, so a number is never
+//!   published twice. An alias of the running side that points at a version number the
+//!   bundle also publishes then points at the bundle's version of that number: the bundle
+//!   wins on a clash.
 //! - a **layer version** is one unit: layer versions are immutable and independent, so the
 //!   bundle's versions are added to (or replace, on a number clash) the running layer's, and
 //!   the layer's version counter becomes the larger of the two so numbers are never reused.
@@ -222,24 +225,53 @@ pub struct LambdaScope {
 }
 
 impl Resources for LambdaScope {
-    /// See the module documentation for what one resource is.
+    /// `service-merge` works down to versions and aliases (see the module docs).
     fn merge(&mut self, incoming: Self) {
-        for (name, f) in incoming.functions {
+        for (name, mut f) in incoming.functions {
+            if let Some(existing) = self.functions.remove(&name) {
+                // `union` keeps the receiver's value on a clash: the bundle's.
+                f.versions = f.versions.union(existing.versions);
+                f.aliases = f.aliases.union(existing.aliases);
+                f.last_version = f.last_version.max(existing.last_version);
+            }
             self.functions.insert(name, f);
         }
-        for (name, layer) in incoming.layers {
-            match self.layers.get_mut(&name) {
-                Some(existing) => {
-                    existing.last_version = existing.last_version.max(layer.last_version);
-                    existing.versions.extend(layer.versions);
-                }
-                None => {
-                    self.layers.insert(name, layer);
-                }
+        for (name, mut layer) in incoming.layers {
+            if let Some(existing) = self.layers.remove(&name) {
+                layer.versions = layer.versions.union(existing.versions);
+                layer.last_version = layer.last_version.max(existing.last_version);
             }
+            self.layers.insert(name, layer);
         }
         for (uuid, m) in incoming.event_source_mappings {
             self.event_source_mappings.insert(uuid, m);
+        }
+    }
+
+    /// Functions (`$LATEST` with tags and policies), function versions (`fn:3`), aliases
+    /// (`fn:alias`), layer versions (`layer:2`) and event source mappings (by UUID). The
+    /// version counters are not content: they follow from the versions.
+    fn units(&self, out: &mut cryopod::units::Units) {
+        for (name, f) in &self.functions {
+            let mut head = f.clone();
+            head.versions = OrdMap::new();
+            head.aliases = OrdMap::new();
+            head.last_version = 0;
+            out.add("function", name.clone(), &head);
+            for (n, v) in &f.versions {
+                out.add("function-version", format!("{name}:{n}"), v);
+            }
+            for (alias, a) in &f.aliases {
+                out.add("alias", format!("{name}:{alias}"), a);
+            }
+        }
+        for (name, l) in &self.layers {
+            for (n, v) in &l.versions {
+                out.add("layer-version", format!("{name}:{n}"), v);
+            }
+        }
+        for (uuid, m) in &self.event_source_mappings {
+            out.add("event-source-mapping", uuid.clone(), m);
         }
     }
 

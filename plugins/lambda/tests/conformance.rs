@@ -302,10 +302,48 @@ async fn publish_layer(rt: &Runtime, scope: &Scope, content: &str) {
     .await;
 }
 
-/// The running side: S1 {shared (running), only-running, layer L v1..v3}, S2 {r2}.
+/// The running side: S1 {shared (running) with versions 1, 2 and alias `canary` → 2,
+/// only-running, layer L v1..v3}, S2 {r2}.
 async fn running() -> Runtime {
     let rt = fresh_runtime();
     create(&rt, &s1(), "shared", "running").await;
+    for round in 0..2 {
+        if round == 1 {
+            // A new version needs a change since the last one.
+            ok(
+                &rt,
+                &s1(),
+                "PUT",
+                "/2015-03-31/functions/shared/code",
+                Some(json!({ "ZipFile": b64(&small_zip("running, later")) })),
+            )
+            .await;
+            ok(
+                &rt,
+                &s1(),
+                "PUT",
+                "/2015-03-31/functions/shared/configuration",
+                Some(json!({ "Description": "running, later" })),
+            )
+            .await;
+        }
+        ok(
+            &rt,
+            &s1(),
+            "POST",
+            "/2015-03-31/functions/shared/versions",
+            Some(json!({})),
+        )
+        .await;
+    }
+    ok(
+        &rt,
+        &s1(),
+        "POST",
+        "/2015-03-31/functions/shared/aliases",
+        Some(json!({ "Name": "canary", "FunctionVersion": "2" })),
+    )
+    .await;
     create(&rt, &s1(), "only-running", "running").await;
     for c in ["run-1", "run-2", "run-3"] {
         publish_layer(&rt, &s1(), c).await;
@@ -316,6 +354,15 @@ async fn running() -> Runtime {
 
 /// The bundle: S1 {shared (bundle) with version 1 and alias, only-bundle, layer L v1}.
 async fn bundle() -> Vec<u8> {
+    let rt = bundle_runtime().await;
+    let (bytes, _) = rt
+        .export(None, &ScopeFilter::all(), Vec::new(), Default::default())
+        .await
+        .unwrap();
+    bytes
+}
+
+async fn bundle_runtime() -> Runtime {
     let rt = fresh_runtime();
     create(&rt, &s1(), "shared", "bundle").await;
     ok(
@@ -336,11 +383,7 @@ async fn bundle() -> Vec<u8> {
     .await;
     create(&rt, &s1(), "only-bundle", "bundle").await;
     publish_layer(&rt, &s1(), "bundle-1").await;
-    let (bytes, _) = rt
-        .export(None, &ScopeFilter::all(), Vec::new(), Default::default())
-        .await
-        .unwrap();
-    bytes
+    rt
 }
 
 /// `name=description` of every function in `scope`.
@@ -402,7 +445,7 @@ async fn account_region_merge_replaces_only_the_bundles_scopes() {
 }
 
 #[tokio::test]
-async fn service_merge_merges_function_by_function_and_layer_version_by_version() {
+async fn service_merge_merges_version_by_version_and_alias_by_alias() {
     let rt = merged(MergeStrategy::ServiceMerge).await;
     assert_eq!(
         functions(&rt, &s1()).await,
@@ -412,16 +455,38 @@ async fn service_merge_merges_function_by_function_and_layer_version_by_version(
             "shared=bundle"
         ]
     );
-    // The bundle's function arrived whole: its version and alias came with it.
-    let alias = ok(
-        &rt,
-        &s1(),
-        "GET",
-        "/2015-03-31/functions/shared/aliases/live",
-        None,
-    )
-    .await;
-    assert_eq!(alias["FunctionVersion"], "1");
+    // A function on both sides keeps both sides' versions and aliases; the bundle's
+    // version 1 wins the clash, the running side's version 2 and alias `canary` stay.
+    let alias = |name: &'static str| {
+        let rt = &rt;
+        async move {
+            ok(
+                rt,
+                &s1(),
+                "GET",
+                &format!("/2015-03-31/functions/shared/aliases/{name}"),
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(alias("live").await["FunctionVersion"], "1");
+    assert_eq!(alias("canary").await["FunctionVersion"], "2");
+    let version = |n: &'static str| {
+        let rt = &rt;
+        async move {
+            ok(
+                rt,
+                &s1(),
+                "GET",
+                &format!("/2015-03-31/functions/shared/configuration?Qualifier={n}"),
+                None,
+            )
+            .await
+        }
+    };
+    assert_eq!(version("1").await["Description"], "bundle");
+    assert_eq!(version("2").await["Description"], "running, later");
     // Layer versions merge one by one, the bundle winning the clash on version 1, and the
     // counter stays at the higher value so no number is reused.
     assert_eq!(
@@ -431,6 +496,21 @@ async fn service_merge_merges_function_by_function_and_layer_version_by_version(
     publish_layer(&rt, &s1(), "after").await;
     assert_eq!(layer_versions(&rt, &s1()).await[0], "4=after");
     assert_eq!(functions(&rt, &s2()).await, ["r2=running"]);
+}
+
+#[tokio::test]
+async fn every_merge_strategy_holds_unit_by_unit() {
+    let capture = |rt: Runtime| async move {
+        rt.capture(None, &ScopeFilter::all())
+            .await
+            .unwrap()
+            .services
+            .remove(cryopod_lambda::SERVICE)
+            .unwrap()
+    };
+    let a = capture(running().await).await;
+    let b = capture(bundle_runtime().await).await;
+    cryopod::testing::check_merges(a.as_ref(), b.as_ref());
 }
 
 #[tokio::test]

@@ -382,11 +382,18 @@ pub struct S3Scope {
 }
 
 impl Resources for S3Scope {
-    /// `service-merge` works bucket by bucket: the bundle's bucket replaces a running bucket
-    /// of the same name whole (configuration, objects and uploads together, so a bucket never
-    /// mixes objects of two histories), and running buckets the bundle lacks stay.
+    /// `service-merge` works down to objects: a bucket only in the bundle is added; a bucket
+    /// on both sides takes its configuration (versioning, tags, policy, CORS, …) from the
+    /// bundle and keeps the union of both sides' objects and multipart uploads, the bundle's
+    /// on a key (or upload id) clash. An object is one unit with all its versions, so a key
+    /// never mixes the versions of two histories.
     fn merge(&mut self, incoming: Self) {
-        for (name, bucket) in incoming.buckets {
+        for (name, mut bucket) in incoming.buckets {
+            if let Some(existing) = self.buckets.remove(&name) {
+                // `union` keeps the receiver's value on a clash: the bundle's.
+                bucket.objects = bucket.objects.union(existing.objects);
+                bucket.uploads = bucket.uploads.union(existing.uploads);
+            }
             self.buckets.insert(name, bucket);
         }
     }
@@ -399,6 +406,23 @@ impl Resources for S3Scope {
         let mut uploads = 0u64;
         for b in self.buckets.values() {
             objects += b
+    /// Buckets (their configuration), objects (`bucket/key`, with every version) and
+    /// multipart uploads (`bucket/upload-id`).
+    fn units(&self, out: &mut cryopod::units::Units) {
+        for (name, b) in &self.buckets {
+            let mut config = b.clone();
+            config.objects = OrdMap::new();
+            config.uploads = OrdMap::new();
+            out.add("bucket", name.clone(), &config);
+            for (key, e) in &b.objects {
+                out.add("object", format!("{name}/{key}"), e);
+            }
+            for (id, u) in &b.uploads {
+                out.add("multipart-upload", format!("{name}/{id}"), u);
+            }
+        }
+    }
+
                 .objects
                 .values()
                 .filter(|e| e.latest().is_some_and(|v| !v.delete_marker))

@@ -347,68 +347,77 @@ fn layout(st: &S3State) -> Vec<(String, String, Vec<String>)> {
     out
 }
 
-/// Running state: A/us-east-1 has `shared` (key `running`) and `only-running`;
-/// A/eu-west-1 has `eu-running`. Bundle: A/us-east-1 has `shared` (key `bundle`) and
-/// `only-bundle`; B/us-east-1 has `b-bundle`.
-async fn overlapping(merge: MergeStrategy) -> (Runtime, Vec<(String, String, Vec<String>)>) {
+/// Running state: A/us-east-1 has `shared` (keys `running`, `k`) and `only-running`;
+/// A/eu-west-1 has `eu-running`. Bundle: A/us-east-1 has `shared` (keys `bundle`, `k` with
+/// another body) and `only-bundle`; B/us-east-1 has `b-bundle`. Returns (running, bundle).
+async fn two_sides() -> (Runtime, Runtime) {
     let a_us = Scope::new("111111111111", "us-east-1");
     let a_eu = Scope::new("111111111111", "eu-west-1");
     let b_us = Scope::new("222222222222", "us-east-1");
-    let bundle_rt = fresh_runtime();
-    for (scope, bucket, key) in [
-        (&a_us, "shared", "bundle"),
-        (&a_us, "only-bundle", "x"),
-        (&b_us, "b-bundle", "y"),
-    ] {
-        ok(
-            &bundle_rt,
-            scope,
-            Method::PUT,
-            &format!("/{bucket}"),
-            &[],
-            create_bucket_body(&scope.region),
-        )
-        .await;
-        ok(
-            &bundle_rt,
-            scope,
-            Method::PUT,
-            &format!("/{bucket}/{key}"),
-            &[],
-            key.as_bytes().to_vec(),
-        )
-        .await;
+    async fn fill(rt: &Runtime, objects: &[(&Scope, &str, &str, &str)]) {
+        for (scope, bucket, key, body) in objects {
+            let (st, _, _) = call(
+                rt,
+                scope,
+                Method::HEAD,
+                &format!("/{bucket}"),
+                &[],
+                Vec::new(),
+            )
+            .await;
+            if st == StatusCode::NOT_FOUND {
+                ok(
+                    rt,
+                    scope,
+                    Method::PUT,
+                    &format!("/{bucket}"),
+                    &[],
+                    create_bucket_body(&scope.region),
+                )
+                .await;
+            }
+            ok(
+                rt,
+                scope,
+                Method::PUT,
+                &format!("/{bucket}/{key}"),
+                &[],
+                body.as_bytes().to_vec(),
+            )
+            .await;
+        }
     }
+    let bundle_rt = fresh_runtime();
+    fill(
+        &bundle_rt,
+        &[
+            (&a_us, "shared", "bundle", "bundle"),
+            (&a_us, "shared", "k", "k from the bundle"),
+            (&a_us, "only-bundle", "x", "x"),
+            (&b_us, "b-bundle", "y", "y"),
+        ],
+    )
+    .await;
+    let running = fresh_runtime();
+    fill(
+        &running,
+        &[
+            (&a_us, "shared", "running", "running"),
+            (&a_us, "shared", "k", "k from the running state"),
+            (&a_us, "only-running", "r", "r"),
+            (&a_eu, "eu-running", "e", "e"),
+        ],
+    )
+    .await;
+    (running, bundle_rt)
+}
+
+async fn overlapping(merge: MergeStrategy) -> (Runtime, Vec<(String, String, Vec<String>)>) {
+    let (running, bundle_rt) = two_sides().await;
     let (bundle, _) = bundle_rt
         .export(None, &ScopeFilter::all(), Vec::new(), Default::default())
         .await
         .expect("export");
-
-    let running = fresh_runtime();
-    for (scope, bucket, key) in [
-        (&a_us, "shared", "running"),
-        (&a_us, "only-running", "r"),
-        (&a_eu, "eu-running", "e"),
-    ] {
-        ok(
-            &running,
-            scope,
-            Method::PUT,
-            &format!("/{bucket}"),
-            &[],
-            create_bucket_body(&scope.region),
-        )
-        .await;
-        ok(
-            &running,
-            scope,
-            Method::PUT,
-            &format!("/{bucket}/{key}"),
-            &[],
-            key.as_bytes().to_vec(),
-        )
-        .await;
-    }
     running
         .import(Cursor::new(bundle), None, merge)
         .await
@@ -432,7 +441,7 @@ async fn overwrite_keeps_only_the_bundle() {
         got,
         vec![
             row("111111111111/us-east-1", "only-bundle", &["x"]),
-            row("111111111111/us-east-1", "shared", &["bundle"]),
+            row("111111111111/us-east-1", "shared", &["bundle", "k"]),
             row("222222222222/us-east-1", "b-bundle", &["y"]),
         ]
     );
@@ -456,7 +465,7 @@ async fn account_region_merge_replaces_only_the_scopes_in_the_bundle() {
         vec![
             row("111111111111/eu-west-1", "eu-running", &["e"]),
             row("111111111111/us-east-1", "only-bundle", &["x"]),
-            row("111111111111/us-east-1", "shared", &["bundle"]),
+            row("111111111111/us-east-1", "shared", &["bundle", "k"]),
             row("222222222222/us-east-1", "b-bundle", &["y"]),
         ]
     );
@@ -468,16 +477,36 @@ async fn account_region_merge_replaces_only_the_scopes_in_the_bundle() {
 }
 
 #[tokio::test]
-async fn service_merge_keeps_running_buckets_and_the_bundle_wins_a_name_clash() {
-    let (_, got) = overlapping(MergeStrategy::ServiceMerge).await;
+async fn service_merge_keeps_both_sides_objects_and_the_bundle_wins_a_key_clash() {
+    let (rt, got) = overlapping(MergeStrategy::ServiceMerge).await;
     assert_eq!(
         got,
         vec![
             row("111111111111/eu-west-1", "eu-running", &["e"]),
             row("111111111111/us-east-1", "only-bundle", &["x"]),
             row("111111111111/us-east-1", "only-running", &["r"]),
-            row("111111111111/us-east-1", "shared", &["bundle"]),
+            row(
+                "111111111111/us-east-1",
+                "shared",
+                &["bundle", "k", "running"]
+            ),
             row("222222222222/us-east-1", "b-bundle", &["y"]),
         ]
     );
+    let a_us = Scope::new("111111111111", "us-east-1");
+    let (_, body) = ok(&rt, &a_us, Method::GET, "/shared/k", &[], Vec::new()).await;
+    assert_eq!(
+        body, b"k from the bundle",
+        "on a key clash the bundle's object wins"
+    );
+    let (_, body) = ok(&rt, &a_us, Method::GET, "/shared/running", &[], Vec::new()).await;
+    assert_eq!(body, b"running", "the running state's own object stays");
+}
+
+#[tokio::test]
+async fn every_merge_strategy_holds_unit_by_unit() {
+    let (running, bundle) = two_sides().await;
+    let a = state_of(&running).await;
+    let b = state_of(&bundle).await;
+    cryopod::testing::check_merges(&a, &b);
 }

@@ -113,6 +113,67 @@ impl Message {
     }
 }
 
+/// What a user sees of a queue, for diffs ([`cryopod::units`]).
+#[derive(Serialize)]
+struct QueueView<'a> {
+    name: &'a str,
+    fifo: bool,
+    attributes: &'a OrdMap<String, String>,
+    tags: &'a OrdMap<String, String>,
+    created_at: i64,
+    last_modified_at: i64,
+}
+
+impl<'a> QueueView<'a> {
+    fn of(q: &'a Queue) -> Self {
+        Self {
+            name: &q.name,
+            fifo: q.fifo,
+            attributes: &q.attributes,
+            tags: &q.tags,
+            created_at: q.created_at,
+            last_modified_at: q.last_modified_at,
+        }
+    }
+}
+
+/// What a user sees of a message, for diffs: everything but its deadlines, which are kept
+/// in the queue's clock and so move when a restore re-bases the clock.
+#[derive(Serialize)]
+struct MessageView<'a> {
+    id: &'a str,
+    body: &'a str,
+    attributes: &'a Attributes,
+    system_attributes: &'a Attributes,
+    sender_id: &'a str,
+    sent_at: i64,
+    receive_count: u32,
+    first_received_at: Option<i64>,
+    delayed: bool,
+    group_id: Option<&'a str>,
+    dedup_id: Option<&'a str>,
+    dead_letter_source: Option<&'a str>,
+}
+
+impl<'a> MessageView<'a> {
+    fn of(m: &'a Message) -> Self {
+        Self {
+            id: &m.id,
+            body: &m.body,
+            attributes: &m.attributes,
+            system_attributes: &m.system_attributes,
+            sender_id: &m.sender_id,
+            sent_at: m.sent_at,
+            receive_count: m.receive_count,
+            first_received_at: m.first_received_at,
+            delayed: m.delayed,
+            group_id: m.group_id.as_deref(),
+            dedup_id: m.dedup_id.as_deref(),
+            dead_letter_source: m.dead_letter_source.as_deref(),
+        }
+    }
+}
+
 /// A remembered FIFO deduplication id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DedupRecord {
@@ -334,6 +395,36 @@ impl Queue {
         }
     }
 
+    /// Adds the messages and deduplication records of `other` (the same queue in another
+    /// state) that this queue lacks, by message id and deduplication key; see
+    /// [`SqsScope`]'s merge. Deadlines move from `other`'s clock onto this queue's.
+    pub fn absorb(&mut self, other: &Queue) {
+        let shift = other.clock_offset_ms - self.clock_offset_ms;
+        let have: std::collections::HashSet<String> =
+            self.messages.values().map(|m| m.id.clone()).collect();
+        let mut renumbered = std::collections::HashMap::new();
+        for (seq, m) in other.messages.iter() {
+            if have.contains(&m.id) {
+                continue;
+            }
+            let mut m = Message::clone(m);
+            m.visible_at = m.visible_at.saturating_add(shift);
+            m.expires_at = m.expires_at.saturating_add(shift);
+            renumbered.insert(*seq, self.push(m));
+        }
+        for (key, r) in other.dedup.iter() {
+            if self.dedup.contains_key(key) {
+                continue;
+            }
+            let mut r = r.clone();
+            r.expires_at = r.expires_at.saturating_add(shift);
+            if let Some(seq) = renumbered.get(&r.seq) {
+                r.seq = *seq;
+            }
+            self.remember_dedup(key.clone(), r);
+        }
+    }
+
     /// Removes every message.
     pub fn clear(&mut self) {
         self.messages = MessageLog::new();
@@ -395,10 +486,15 @@ pub struct SqsScope {
 }
 
 impl Resources for SqsScope {
-    /// Service-merge treats a queue (with all its messages and deduplication records) as one
-    /// resource: on a name clash the bundle's queue replaces the running one wholesale, since
-    /// mixing two queues' messages would break FIFO order and receipt handles. Incoming queues
-    /// are re-based onto this scope's capture time so the restore shifts them correctly.
+    /// `service-merge` works down to messages: a queue only in the bundle is added; a queue
+    /// on both sides takes its attributes and tags from the bundle and keeps the union of both
+    /// sides' messages by message id, the bundle's on a clash. The running queue's own
+    /// messages are appended after the bundle's (new sequence numbers, so FIFO order within a
+    /// group is the bundle's messages first) with their deadlines moved onto the bundle
+    /// queue's clock, so a message keeps its remaining delay or visibility timeout; receipt
+    /// handles issued for them before the merge no longer match, as after any re-send.
+    /// Deduplication records are united the same way. Incoming queues are first re-based onto
+    /// this scope's capture time so the restore shifts them correctly.
     fn merge(&mut self, incoming: Self) {
         let base = match (self.captured_at, incoming.captured_at) {
             (Some(a), _) => Some(a),
@@ -410,9 +506,24 @@ impl Resources for SqsScope {
         };
         for (name, mut q) in incoming.queues {
             q.clock_offset_ms += rebase;
+            if let Some(existing) = self.queues.remove(&name) {
+                q.absorb(&existing);
+            }
             self.queues.insert(name, q);
         }
         self.captured_at = base;
+    }
+
+    /// Queues (attributes and tags) and messages (`queue/message-id`). Deadlines in the
+    /// queue's clock, the clock itself, sequence numbers and deduplication records are not
+    /// content: they move without the user (a restore re-bases the clock).
+    fn units(&self, out: &mut cryopod::units::Units) {
+        for (name, q) in &self.queues {
+            out.add("queue", name.clone(), &QueueView::of(q));
+            for m in q.messages.values() {
+                out.add("message", format!("{name}/{}", m.id), &MessageView::of(m));
+            }
+        }
     }
 
     fn summary(&self) -> ResourceCounts {

@@ -311,8 +311,8 @@ async fn make_queue(rt: &Runtime, s: &Scope, name: &str, vt: &str, bodies: &[&st
 }
 
 /// Running: scope 1 {a, shared(vt 10, "old")}, scope 2 {x}.
-/// Bundle:  scope 1 {shared(vt 20, "new1", "new2"), b}, scope 3 {y}.
-async fn merged_view(strategy: MergeStrategy) -> Vec<(String, String, Vec<QueueView>)> {
+/// Bundle:  scope 1 {shared(vt 20, "new1", "new2"), b}, scope 3 {y}. Returns (running, bundle).
+async fn two_sides() -> (Runtime, Runtime) {
     let s1 = Scope::new("111111111111", "us-east-1");
     let s2 = Scope::new("111111111111", "eu-west-1");
     let s3 = Scope::new("222222222222", "us-east-1");
@@ -324,6 +324,11 @@ async fn merged_view(strategy: MergeStrategy) -> Vec<(String, String, Vec<QueueV
     make_queue(&source, &s1, "shared", "20", &["new1", "new2"]).await;
     make_queue(&source, &s1, "b", "30", &[]).await;
     make_queue(&source, &s3, "y", "30", &["y1"]).await;
+    (running, source)
+}
+
+async fn merged_view(strategy: MergeStrategy) -> Vec<(String, String, Vec<QueueView>)> {
+    let (running, source) = two_sides().await;
     let (bundle, _) = source
         .export(
             None,
@@ -392,7 +397,28 @@ async fn account_region_merge_replaces_only_the_bundles_scopes() {
 }
 
 #[tokio::test]
-async fn service_merge_keeps_running_queues_and_the_bundles_queue_wins_a_clash() {
+async fn every_merge_strategy_holds_unit_by_unit() {
+    use cryopod::ScopedState;
+    let (running, source) = two_sides().await;
+    let a = sqs(&running).read(|s| s.clone());
+    let mut b = sqs(&source).read(|s| s.clone());
+    // A clash: the bundle holds one of the running state's messages (same id), changed.
+    let s1 = Scope::new("111111111111", "us-east-1");
+    let mut m = a.scoped().get(&s1).expect("scope").queues["shared"]
+        .messages
+        .values()
+        .next()
+        .map(|m| cryopod_sqs::state::Message::clone(m))
+        .expect("a message");
+    m.body = "changed in the bundle".into();
+    if let Some(q) = b.scoped_mut().get_mut(&s1).queues.get_mut("shared") {
+        q.push(m);
+    }
+    cryopod::testing::check_merges(&a, &b);
+}
+
+#[tokio::test]
+async fn service_merge_keeps_both_sides_messages_and_the_bundles_queue_attributes() {
     assert_eq!(
         merged_view(MergeStrategy::ServiceMerge).await,
         vec![
@@ -407,7 +433,8 @@ async fn service_merge_keeps_running_queues_and_the_bundles_queue_wins_a_clash()
                 vec![
                     q("a", "30", &["a1"]),
                     q("b", "30", &[]),
-                    q("shared", "20", &["new1", "new2"])
+                    // The bundle's attributes; its messages first, then the running ones.
+                    q("shared", "20", &["new1", "new2", "old"])
                 ]
             ),
             (
