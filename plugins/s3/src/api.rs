@@ -20,6 +20,7 @@ use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use time::OffsetDateTime;
 
 use crate::body::{self, StoreError, Stored};
+use crate::checksum::{Algorithm, ChunkedTrailer, Declared, Expected, Mismatch};
 use crate::state::{
     Bucket, Chunk, CorsRule, NULL_VERSION, ObjectMeta, ObjectVersion, Pairs, S3State, Upload,
     Versioning,
@@ -31,6 +32,9 @@ pub const MAX_PUT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
 /// Longest object key AWS accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
+/// Most bytes of user-defined metadata (`x-amz-meta-*` names, without the prefix, and
+/// values, in UTF-8) AWS accepts on an object.
+pub const MAX_USER_METADATA_BYTES: usize = 2 * 1024;
 /// Default and largest page size of listings.
 const MAX_KEYS: i32 = 1000;
 
@@ -110,6 +114,21 @@ pub struct Backend {
 
 // ---------------------------------------------------------------- helpers
 
+/// Copies a [`s3s::dto::Checksum`] into an s3s output type: PutObject, GetObject, HeadObject,
+/// UploadPart and ListParts' parts all carry the same `checksum_*` fields (and most a
+/// `checksum_type`), but share no type.
+macro_rules! set_checksum {
+    ($out:expr, $c:expr $(, $typ:ident)?) => {{
+        let c: s3s::dto::Checksum = $c;
+        $out.checksum_crc32 = c.checksum_crc32;
+        $out.checksum_crc32c = c.checksum_crc32c;
+        $out.checksum_crc64nvme = c.checksum_crc64nvme;
+        $out.checksum_sha1 = c.checksum_sha1;
+        $out.checksum_sha256 = c.checksum_sha256;
+        $($out.$typ = c.checksum_type;)?
+    }};
+}
+
 fn no_such_bucket(name: &str) -> S3Error {
     s3_error!(NoSuchBucket, "The specified bucket does not exist: {name}")
 }
@@ -149,6 +168,8 @@ fn scope_of<T>(req: &S3Request<T>) -> Scope {
         .unwrap_or_default()
 }
 
+/// A failed body write as AWS answers it: the integrity codes for bodies that are not what
+/// the request declared, and [`io_error`] for the store.
 fn store_error(e: StoreError) -> S3Error {
     match e {
         StoreError::Body(m) => s3_error!(IncompleteBody, "could not read the request body: {m}"),
@@ -156,25 +177,211 @@ fn store_error(e: StoreError) -> S3Error {
             EntityTooLarge,
             "Your proposed upload exceeds the maximum allowed object size."
         ),
-        StoreError::Io(e) => {
-            tracing::error!(error = %e, "blob store write failed");
-            S3Error::internal_error(e)
-        }
+        StoreError::Io(e) => io_error("storing the request body", &e),
+        StoreError::Mismatch(m) => mismatch_error(m),
     }
 }
 
-async fn store_body(inner: &Inner, body: Option<StreamingBlob>, limit: u64) -> S3Result<Stored> {
-    let blobs = &inner.cell.context().blobs;
-    match body {
-        Some(b) => body::store_stream(blobs, b, limit)
-            .await
-            .map_err(store_error),
-        None => Ok(Stored {
-            chunk: None,
-            size: 0,
-            md5_hex: hex::encode(Md5::digest(b"")),
-        }),
+/// AWS's answer to a body that does not match what its request declared.
+fn mismatch_error(m: Mismatch) -> S3Error {
+    match m {
+        Mismatch::ContentMd5 => s3_error!(
+            BadDigest,
+            "The Content-MD5 you specified did not match what we received."
+        ),
+        Mismatch::ContentSha256 { client, computed } => {
+            tracing::debug!(%client, %computed, "x-amz-content-sha256 mismatch");
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            );
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
+        Mismatch::Checksum(a) => S3Error::with_message(
+            S3ErrorCode::BadDigest,
+            format!(
+                "The {} you specified did not match the calculated checksum.",
+                a.name()
+            ),
+        ),
+        Mismatch::Length { declared, got } => {
+            tracing::debug!(declared, got, "decoded length mismatch");
+            s3_error!(
+                IncompleteBody,
+                "You did not provide the number of bytes specified by the Content-Length HTTP header"
+            )
+        }
+        Mismatch::Trailer(msg) => S3Error::with_message(S3ErrorCode::InvalidRequest, msg),
     }
+}
+
+/// An I/O failure of the blob store, as S3 answers it and logged: a full disk (or quota) is
+/// 503 `ServiceUnavailable`, which SDKs retry and which says the condition is the service's,
+/// not the request's; anything else is 500 `InternalError`. Both name the cause ("No space
+/// left on device (os error 28)"), which s3s's bare internal error would not.
+pub fn io_error(what: &str, e: &std::io::Error) -> S3Error {
+    tracing::error!(error = %e, "{what} failed");
+    let full = matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    );
+    if full {
+        S3Error::with_message(
+            S3ErrorCode::ServiceUnavailable,
+            format!("The emulator's storage is full: {what} failed: {e}"),
+        )
+    } else {
+        S3Error::with_message(
+            S3ErrorCode::InternalError,
+            format!("We encountered an internal error: {what} failed: {e}"),
+        )
+    }
+}
+
+/// Streams a request body into the blob store, checked against `expected`.
+async fn store_body(
+    inner: &Inner,
+    body: Option<StreamingBlob>,
+    limit: u64,
+    expected: &Expected,
+) -> S3Result<Stored> {
+    let blobs = &inner.cell.context().blobs;
+    let empty = futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>();
+    match body {
+        Some(b) => body::store_stream(blobs, b, limit, expected).await,
+        None => body::store_stream(blobs, empty, limit, expected).await,
+    }
+    .map_err(store_error)
+}
+
+/// What a PutObject or UploadPart request declares about its body: `Content-MD5`, a hex
+/// `x-amz-content-sha256`, one `x-amz-checksum-*` (header or declared trailer), the
+/// decoded length. Malformed values are refused here, before the body is read, with the
+/// codes AWS uses (`InvalidDigest`, `InvalidArgument`, `InvalidRequest`). `default` is the
+/// checksum computed when the client names none (S3 stores CRC64/NVME for new objects).
+fn expected_body<T>(req: &S3Request<T>, default: Option<Algorithm>) -> S3Result<Expected> {
+    let headers = &req.headers;
+    let text = |name: &str| -> S3Result<Option<&str>> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidArgument,
+                        format!("invalid header: {name}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let content_md5 = match text("content-md5")? {
+        None => None,
+        Some(v) => Some(
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, v.trim())
+                .ok()
+                .and_then(|raw| <[u8; 16]>::try_from(raw).ok())
+                .ok_or_else(|| {
+                    s3_error!(InvalidDigest, "The Content-MD5 you specified was invalid.")
+                })?,
+        ),
+    };
+    let content_sha256 = match text("x-amz-content-sha256")? {
+        Some(v) if v != "UNSIGNED-PAYLOAD" && !v.starts_with("STREAMING-") => Some(
+            hex::decode(v)
+                .ok()
+                .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+                .map(cryopod::Digest)
+                .ok_or_else(|| {
+                    s3_error!(
+                        InvalidArgument,
+                        "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER or a valid sha256 value."
+                    )
+                })?,
+        ),
+        _ => None,
+    };
+    let multiple = || {
+        s3_error!(
+            InvalidRequest,
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+        )
+    };
+    let mut found: Option<(Algorithm, Declared)> = None;
+    for a in Algorithm::ALL {
+        if let Some(v) = text(a.header())? {
+            if found.is_some() {
+                return Err(multiple());
+            }
+            let raw = a.decode(v).ok_or_else(|| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidRequest,
+                    format!("Value for {} header is invalid.", a.header()),
+                )
+            })?;
+            found = Some((a, Declared::Header(raw)));
+        }
+    }
+    if let Some(ct) = req.extensions.get::<ChunkedTrailer>()
+        && let Some(name) = &ct.declared
+    {
+        let a = Algorithm::from_header(name).ok_or_else(|| {
+            s3_error!(
+                InvalidRequest,
+                "The value specified in the x-amz-trailer header is not supported"
+            )
+        })?;
+        if found.is_some() {
+            return Err(multiple());
+        }
+        found = Some((a, Declared::Trailer(ct.trailers.clone())));
+    }
+    if let Some(v) = text("x-amz-sdk-checksum-algorithm")? {
+        let a = Algorithm::from_name(v).ok_or_else(|| {
+            s3_error!(
+                InvalidRequest,
+                "Checksum algorithm provided is unsupported. Please try again with any of the valid types: [CRC32, CRC32C, CRC64NVME, SHA1, SHA256]"
+            )
+        })?;
+        match &found {
+            Some((f, _)) if *f != a => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Value for x-amz-sdk-checksum-algorithm header is invalid."
+                ));
+            }
+            Some(_) => {}
+            None => found = Some((a, Declared::Compute)),
+        }
+    }
+    let length = match text("content-length")? {
+        None => None,
+        Some(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| s3_error!(InvalidArgument, "invalid header: content-length"))?,
+        ),
+    };
+    Ok(Expected {
+        content_md5,
+        content_sha256,
+        checksum: found.or_else(|| default.map(|a| (a, Declared::Compute))),
+        length,
+    })
+}
+
+/// Refuses user-defined metadata over AWS's 2 KB (names without `x-amz-meta-`, and values).
+fn check_metadata_size(m: Option<&Metadata>) -> S3Result<()> {
+    let size: usize = m
+        .map(|m| m.iter().map(|(k, v)| k.len() + v.len()).sum())
+        .unwrap_or(0);
+    if size > MAX_USER_METADATA_BYTES {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "Your metadata headers exceed the maximum allowed metadata size."
+        ));
+    }
+    Ok(())
 }
 
 /// AWS bucket naming rules for general purpose buckets.
@@ -497,6 +704,7 @@ fn meta_from_parts(
         storage_class: storage_class.filter(|s| s != "STANDARD"),
         user: user_meta(metadata),
         tags,
+        checksum: None,
     }
 }
 
@@ -1104,22 +1312,15 @@ impl S3 for Backend {
         &self,
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
+        let expected = expected_body(&req, Some(Algorithm::Crc64Nvme))?;
         let input = req.input;
         validate_key(&input.key)?;
         // Fail fast before reading the body.
         let _ = self.inner.bucket(&input.bucket)?;
         let tags = tags_from_header(input.tagging.as_deref())?;
-        let stored = store_body(&self.inner, input.body, MAX_PUT_BYTES).await?;
-        if let Some(md5_b64) = &input.content_md5 {
-            let want = base64_md5(&stored.md5_hex);
-            if &want != md5_b64 {
-                return Err(s3_error!(
-                    BadDigest,
-                    "The Content-MD5 you specified did not match what we received."
-                ));
-            }
-        }
-        let meta = meta_from_parts(
+        check_metadata_size(input.metadata.as_ref())?;
+        let stored = store_body(&self.inner, input.body, MAX_PUT_BYTES, &expected).await?;
+        let mut meta = meta_from_parts(
             input.content_type.map(|c| c.to_string()),
             input.content_encoding,
             input.content_disposition,
@@ -1131,6 +1332,7 @@ impl S3 for Backend {
             input.metadata,
             tags,
         );
+        meta.checksum = stored.checksum.clone();
         let version = ObjectVersion {
             version_id: String::new(),
             delete_marker: false,
@@ -1178,12 +1380,16 @@ impl S3 for Backend {
             })
             .await?;
         tracing::debug!(key = %key, version = %vid, size = stored.size, "object stored");
-        Ok(S3Response::new(PutObjectOutput {
+        let mut out = PutObjectOutput {
             e_tag: Some(etag(&stored.md5_hex)),
             version_id: versioned,
             size: Some(stored.size as i64),
             ..Default::default()
-        }))
+        };
+        if let Some(c) = &stored.checksum {
+            set_checksum!(out, c.to_dto(), checksum_type);
+        }
+        Ok(S3Response::new(out))
     }
 
     async fn get_object(
@@ -1209,22 +1415,29 @@ impl S3 for Backend {
             None => (0..v.size, None),
         };
         let len = rg.end - rg.start;
+        let whole = content_range.is_none();
         let blobs = self.inner.cell.context().blobs.clone();
         let body = if len <= body::SMALL_BODY {
             body::read_small(blobs, v.chunks.clone(), rg)
                 .await
-                .map_err(S3Error::internal_error)?
+                .map_err(|e| io_error("reading the object body", &e))?
         } else {
             body::read_stream(blobs, v.chunks.clone(), rg)
         };
-        Ok(S3Response::new(GetObjectOutput {
+        let mut out = GetObjectOutput {
             accept_ranges: Some("bytes".into()),
             body: Some(body),
             content_length: Some(len as i64),
             content_range,
             version_id: reported_version(&b, &v.version_id),
             ..read_headers(&v)
-        }))
+        };
+        set_checksum!(
+            out,
+            checksum_out(&v, input.checksum_mode.as_ref(), whole),
+            checksum_type
+        );
+        Ok(S3Response::new(out))
     }
 
     async fn head_object(
@@ -1250,7 +1463,8 @@ impl S3 for Backend {
             None => (v.size, None),
         };
         let g = read_headers(&v);
-        Ok(S3Response::new(HeadObjectOutput {
+        let c = checksum_out(&v, input.checksum_mode.as_ref(), content_range.is_none());
+        let mut out = HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(len as i64),
             content_range,
@@ -1267,6 +1481,47 @@ impl S3 for Backend {
             parts_count: g.parts_count,
             storage_class: g.storage_class,
             website_redirect_location: g.website_redirect_location,
+            ..Default::default()
+        };
+        set_checksum!(out, c, checksum_type);
+        Ok(S3Response::new(out))
+    }
+
+    /// The attributes asked for; `Checksum` is the stored full-object checksum, and
+    /// `ObjectParts` reports the part count of a multipart object (parts themselves are
+    /// not kept apart once completed).
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        let input = req.input;
+        let (_, b) = self.inner.bucket(&input.bucket)?;
+        let v = find_version(&b, &input.key, input.version_id.as_deref(), false)?.clone();
+        let wants = |a: &str| input.object_attributes.iter().any(|x| x.as_str() == a);
+        Ok(S3Response::new(GetObjectAttributesOutput {
+            checksum: wants(ObjectAttributes::CHECKSUM)
+                .then(|| v.meta.checksum.as_ref().map(|c| c.to_dto()))
+                .flatten(),
+            e_tag: wants(ObjectAttributes::ETAG).then(|| ETag::Strong(v.etag.clone())),
+            object_parts: wants(ObjectAttributes::OBJECT_PARTS)
+                .then(|| {
+                    v.parts_count.map(|n| GetObjectAttributesParts {
+                        total_parts_count: Some(n as i32),
+                        ..Default::default()
+                    })
+                })
+                .flatten(),
+            object_size: wants(ObjectAttributes::OBJECT_SIZE).then_some(v.size as i64),
+            storage_class: wants(ObjectAttributes::STORAGE_CLASS).then(|| {
+                StorageClass::from(
+                    v.meta
+                        .storage_class
+                        .clone()
+                        .unwrap_or_else(|| "STANDARD".into()),
+                )
+            }),
+            last_modified: Some(ts(v.last_modified_ms)),
+            version_id: reported_version(&b, &v.version_id),
             ..Default::default()
         }))
     }
@@ -1362,6 +1617,9 @@ impl S3 for Backend {
             .tagging_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == "REPLACE");
+        if replace_meta {
+            check_metadata_size(input.metadata.as_ref())?;
+        }
         if src_bucket == input.bucket
             && src_key == input.key
             && src_version.is_none()
@@ -1401,6 +1659,8 @@ impl S3 for Backend {
             m
         };
         meta.tags = tags;
+        // The bytes are the source's, and so is their checksum.
+        meta.checksum = src.meta.checksum.clone();
         meta.storage_class = input
             .storage_class
             .map(|s| s.as_str().to_string())
@@ -1720,6 +1980,7 @@ impl S3 for Backend {
         let input = req.input;
         validate_key(&input.key)?;
         let tags = tags_from_header(input.tagging.as_deref())?;
+        check_metadata_size(input.metadata.as_ref())?;
         let meta = meta_from_parts(
             input.content_type.map(|c| c.to_string()),
             input.content_encoding,
@@ -1758,11 +2019,13 @@ impl S3 for Backend {
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
+        let expected = expected_body(&req, None)?;
         let input = req.input;
         let pn = check_part_number(input.part_number)?;
         check_upload(&self.inner, &input.bucket, &input.key, &input.upload_id)?;
-        let stored = store_body(&self.inner, input.body, MAX_PUT_BYTES).await?;
+        let stored = store_body(&self.inner, input.body, MAX_PUT_BYTES, &expected).await?;
         let md5_hex = stored.md5_hex.clone();
+        let c = stored.checksum.as_ref().map(|c| c.to_dto());
         let part = part_from(stored);
         self.inner
             .write_bucket(&input.bucket, |b| {
@@ -1771,10 +2034,14 @@ impl S3 for Backend {
                 Ok(())
             })
             .await?;
-        Ok(S3Response::new(UploadPartOutput {
+        let mut out = UploadPartOutput {
             e_tag: Some(etag(&md5_hex)),
             ..Default::default()
-        }))
+        };
+        if let Some(c) = c {
+            set_checksum!(out, c);
+        }
+        Ok(S3Response::new(out))
     }
 
     async fn upload_part_copy(
@@ -1800,11 +2067,12 @@ impl S3 for Backend {
         };
         let blobs = self.inner.cell.context().blobs.clone();
         let chunks = src.chunks.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || body::copy_range_to_blob(&blobs, &chunks, range))
-                .await
-                .map_err(|e| S3Error::internal_error(std::io::Error::other(e.to_string())))?
-                .map_err(S3Error::internal_error)?;
+        let stored = tokio::task::spawn_blocking(move || {
+            body::copy_range_to_blob(&blobs, &chunks, range, None)
+        })
+        .await
+        .map_err(|e| io_error("copying a part", &std::io::Error::other(e.to_string())))?
+        .map_err(store_error)?;
         let md5_hex = stored.md5_hex.clone();
         let part = part_from(stored);
         let modified = part.last_modified_ms;
@@ -1971,13 +2239,17 @@ impl S3 for Backend {
                 truncated = true;
                 break;
             }
-            parts.push(s3s::dto::Part {
+            let mut part = s3s::dto::Part {
                 e_tag: Some(etag(&p.md5_hex)),
                 last_modified: Some(ts(p.last_modified_ms)),
                 part_number: Some(*pn as i32),
                 size: Some(p.chunk.size as i64),
                 ..Default::default()
-            });
+            };
+            if let Some(c) = &p.checksum {
+                set_checksum!(part, c.to_dto());
+            }
+            parts.push(part);
         }
         let next = if truncated {
             parts.last().and_then(|p| p.part_number)
@@ -2113,29 +2385,6 @@ impl S3 for Backend {
 
 // ---------------------------------------------------------------- more helpers
 
-fn base64_md5(md5_hex: &str) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let raw = hex::decode(md5_hex).unwrap_or_default();
-    let mut out = String::new();
-    for c in raw.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    out
-}
-
 /// Continuation tokens are opaque to clients; hex keeps any key safe in XML and URLs.
 fn encode_token(key: &str) -> String {
     hex::encode(key.as_bytes())
@@ -2194,6 +2443,7 @@ fn part_from(stored: Stored) -> crate::state::Part {
         }),
         md5_hex: stored.md5_hex,
         last_modified_ms: now_ms(),
+        checksum: stored.checksum,
     }
 }
 
@@ -2330,6 +2580,20 @@ fn read_headers(v: &crate::state::ObjectVersion) -> GetObjectOutput {
     }
 }
 
+/// The stored checksum, for GET and HEAD: only when asked (`x-amz-checksum-mode: ENABLED`)
+/// and only for a whole-object read, as AWS does (a range has no checksum of its own).
+fn checksum_out(
+    v: &crate::state::ObjectVersion,
+    mode: Option<&ChecksumMode>,
+    whole: bool,
+) -> s3s::dto::Checksum {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    match &v.meta.checksum {
+        Some(c) if enabled && whole => c.to_dto(),
+        _ => s3s::dto::Checksum::default(),
+    }
+}
+
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
@@ -2375,12 +2639,40 @@ mod tests {
     }
 
     #[test]
-    fn content_md5_is_base64_of_the_raw_digest() {
-        // md5("") = 1B2M2Y8AsgTpgAmY7PhCfg== (RFC 1864 form).
-        assert_eq!(
-            base64_md5("d41d8cd98f00b204e9800998ecf8427e"),
-            "1B2M2Y8AsgTpgAmY7PhCfg=="
+    fn io_errors_name_their_cause_and_a_full_disk_is_service_unavailable() {
+        // ENOSPC and EDQUOT: 503, with the OS's words.
+        for errno in [28, 122] {
+            let e = io_error("storing", &std::io::Error::from_raw_os_error(errno));
+            assert_eq!(e.code(), &S3ErrorCode::ServiceUnavailable);
+            assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
+            assert!(
+                e.message()
+                    .is_some_and(|m| m.contains(&format!("(os error {errno})")))
+            );
+        }
+        let full = io_error("storing", &std::io::Error::from_raw_os_error(28));
+        assert!(
+            full.message()
+                .is_some_and(|m| m.contains("No space left on device")),
+            "{full:?}"
         );
+        // Anything else: 500, still with its cause.
+        let other = io_error("storing", &std::io::Error::from_raw_os_error(5));
+        assert_eq!(other.code(), &S3ErrorCode::InternalError);
+        assert!(other.message().is_some_and(|m| m.contains("(os error 5)")));
+        // A full disk met while storing a body maps the same way.
+        let e = store_error(StoreError::Io(std::io::Error::from_raw_os_error(28)));
+        assert_eq!(e.code(), &S3ErrorCode::ServiceUnavailable);
+    }
+
+    #[test]
+    fn metadata_over_two_kilobytes_is_refused() {
+        let mut m = Metadata::new();
+        m.insert("k".into(), "v".repeat(MAX_USER_METADATA_BYTES - 1));
+        assert!(check_metadata_size(Some(&m)).is_ok());
+        m.insert("x".into(), String::new());
+        let e = check_metadata_size(Some(&m)).unwrap_err();
+        assert_eq!(e.code(), &S3ErrorCode::MetadataTooLarge);
     }
 
     fn obj(etag: &str, ms: i64) -> crate::state::ObjectVersion {

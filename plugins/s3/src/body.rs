@@ -12,12 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use cryopod::BlobStore;
+use cryopod::blob::BlobWriter;
+use cryopod::{BlobStore, Digest};
 use futures::{Stream, StreamExt};
 use md5::{Digest as _, Md5};
 use s3s::dto::StreamingBlob;
 use tokio::sync::mpsc;
 
+use crate::checksum::{Algorithm, Declared, Expected, Hasher, Mismatch, ObjectChecksum, Trailers};
 use crate::state::Chunk;
 
 /// The boxed error type s3s streams carry.
@@ -35,6 +37,8 @@ pub struct Stored {
     pub size: u64,
     /// Hex MD5 of the bytes: the ETag of a single-part object.
     pub md5_hex: String,
+    /// The additional checksum computed (and verified, when the client sent one).
+    pub checksum: Option<ObjectChecksum>,
 }
 
 impl Stored {
@@ -53,13 +57,140 @@ pub enum StoreError {
     Io(io::Error),
     /// The body is larger than allowed.
     TooLarge,
+    /// The body is not what the request declared (digest, checksum, length).
+    Mismatch(Mismatch),
 }
 
-/// Streams `stream` into the blob store. At most a few network buffers are in memory at once.
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Body(m) => write!(f, "could not read the request body: {m}"),
+            StoreError::Io(e) => write!(f, "blob store: {e}"),
+            StoreError::TooLarge => f.write_str("the body is larger than allowed"),
+            StoreError::Mismatch(m) => write!(f, "the body does not match the request: {m:?}"),
+        }
+    }
+}
+
+impl From<io::Error> for StoreError {
+    fn from(e: io::Error) -> Self {
+        StoreError::Io(e)
+    }
+}
+
+/// The hashes computed over a body on its way into the store.
+struct Hashes {
+    md5: Md5,
+    checksum: Option<(Algorithm, Hasher)>,
+}
+
+impl Hashes {
+    fn new(algorithm: Option<Algorithm>) -> Self {
+        Self {
+            md5: Md5::new(),
+            checksum: algorithm.map(|a| (a, Hasher::new(a))),
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        self.md5.update(b);
+        if let Some((_, h)) = &mut self.checksum {
+            h.update(b);
+        }
+    }
+}
+
+/// Checks `Content-MD5`.
+fn check_md5(expected: &Expected, md5: &[u8]) -> Result<(), StoreError> {
+    match &expected.content_md5 {
+        Some(want) if want[..] != *md5 => Err(StoreError::Mismatch(Mismatch::ContentMd5)),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a hex `x-amz-content-sha256` against the body's SHA-256 (its blob digest).
+fn check_sha256(expected: &Expected, sha256: &Digest) -> Result<(), StoreError> {
+    match &expected.content_sha256 {
+        Some(want) if want != sha256 => Err(StoreError::Mismatch(Mismatch::ContentSha256 {
+            client: want.hex(),
+            computed: sha256.hex(),
+        })),
+        _ => Ok(()),
+    }
+}
+
+/// Checks the additional checksum `got` (computed) against the client's value, taken from
+/// the header or, for `aws-chunked` bodies, from the trailing headers that just arrived.
+fn check_checksum(
+    expected: &Expected,
+    algorithm: Algorithm,
+    got: &[u8],
+) -> Result<ObjectChecksum, StoreError> {
+    let want = match expected.checksum.as_ref().map(|(_, d)| d) {
+        Some(Declared::Header(v)) => Some(v.clone()),
+        Some(Declared::Trailer(t)) => {
+            let header = algorithm.header();
+            let value = t.get(header).ok_or_else(|| {
+                StoreError::Mismatch(Mismatch::Trailer(format!(
+                    "The trailing header {header} declared in x-amz-trailer was not sent."
+                )))
+            })?;
+            Some(algorithm.decode(&value).ok_or_else(|| {
+                StoreError::Mismatch(Mismatch::Trailer(format!(
+                    "Value for {header} trailing header is invalid."
+                )))
+            })?)
+        }
+        Some(Declared::Compute) | None => None,
+    };
+    if want.is_some_and(|w| w != got) {
+        return Err(StoreError::Mismatch(Mismatch::Checksum(algorithm)));
+    }
+    Ok(ObjectChecksum::new(algorithm, got))
+}
+
+/// Checks a body written to `w` against `want` and names it in the store.
+///
+/// Every check but SHA-256 comes before the blob is named; SHA-256 is the blob's name,
+/// known at its commit, so only a wrong SHA-256 leaves a blob behind (unreferenced, for the
+/// collector to remove). Blocking.
+fn finish(w: BlobWriter, hashes: Hashes, want: &Expected) -> Result<Stored, StoreError> {
+    let md5 = hashes.md5.finalize();
+    check_md5(want, &md5)?;
+    let mut checksum = None;
+    let mut by_digest = None;
+    if let Some((a, h)) = hashes.checksum {
+        match h.finish() {
+            Some(raw) => checksum = Some(check_checksum(want, a, &raw)?),
+            None => by_digest = Some(a),
+        }
+    }
+    let (chunk, sha256) = if w.size() == 0 {
+        (None, Digest::of(b""))
+    } else {
+        let (digest, size) = w.commit()?;
+        (Some(Chunk { digest, size }), digest)
+    };
+    check_sha256(want, &sha256)?;
+    if let Some(a) = by_digest {
+        checksum = Some(check_checksum(want, a, &sha256.0)?);
+    }
+    Ok(Stored {
+        chunk,
+        size: chunk.map_or(0, |c| c.size),
+        md5_hex: hex::encode(md5),
+        checksum,
+    })
+}
+
+/// Streams `stream` into the blob store, checking it against `expected` on the way (one
+/// pass: the bytes are hashed as they are written, never copied). At most a few network
+/// buffers are in memory at once. A body that does not match is never named in the store.
 pub async fn store_stream<S, E>(
     blobs: &BlobStore,
     mut stream: S,
     limit: u64,
+    expected: &Expected,
 ) -> Result<Stored, StoreError>
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -69,30 +200,18 @@ where
     let abort = Arc::new(AtomicBool::new(false));
     let abort_w = abort.clone();
     let store = blobs.clone();
-    let task = tokio::task::spawn_blocking(move || -> io::Result<Option<Stored>> {
+    let want = expected.clone();
+    let task = tokio::task::spawn_blocking(move || -> Result<Option<Stored>, StoreError> {
         let mut w = store.writer()?;
-        let mut md5 = Md5::new();
+        let mut hashes = Hashes::new(want.checksum.as_ref().map(|(a, _)| *a));
         while let Some(b) = rx.blocking_recv() {
             w.write_all(&b)?;
-            md5.update(&b);
+            hashes.update(&b);
         }
         if abort_w.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        let md5_hex = hex::encode(md5.finalize());
-        if w.size() == 0 {
-            return Ok(Some(Stored {
-                chunk: None,
-                size: 0,
-                md5_hex,
-            }));
-        }
-        let (digest, size) = w.commit()?;
-        Ok(Some(Stored {
-            chunk: Some(Chunk { digest, size }),
-            size,
-            md5_hex,
-        }))
+        finish(w, hashes, &want).map(Some)
     });
     let mut failure = None;
     let mut total = 0u64;
@@ -100,6 +219,15 @@ where
         match item {
             Ok(b) => {
                 total += b.len() as u64;
+                if let Some(declared) = expected.length
+                    && total > declared
+                {
+                    failure = Some(StoreError::Mismatch(Mismatch::Length {
+                        declared,
+                        got: total,
+                    }));
+                    break;
+                }
                 if total > limit {
                     failure = Some(StoreError::TooLarge);
                     break;
@@ -114,6 +242,15 @@ where
             }
         }
     }
+    if failure.is_none()
+        && let Some(declared) = expected.length
+        && total != declared
+    {
+        failure = Some(StoreError::Mismatch(Mismatch::Length {
+            declared,
+            got: total,
+        }));
+    }
     if failure.is_some() {
         abort.store(true, Ordering::SeqCst);
     }
@@ -127,7 +264,7 @@ where
     match outcome {
         Ok(Some(s)) => Ok(s),
         Ok(None) => Err(StoreError::Body("aborted".into())),
-        Err(e) => Err(StoreError::Io(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -223,43 +360,42 @@ pub async fn read_small(
 }
 
 /// Copies `range` of a body into a new blob (UploadPartCopy, and a one-blob view of a
-/// multipart object for other services). Blocking: call on the blocking pool.
+/// multipart object for other services), computing `algorithm`'s checksum of the copy.
+/// Blocking: call on the blocking pool.
 pub fn copy_range_to_blob(
     blobs: &BlobStore,
     chunks: &[Chunk],
     range: std::ops::Range<u64>,
-) -> io::Result<Stored> {
+    algorithm: Option<Algorithm>,
+) -> Result<Stored, StoreError> {
     let mut w = blobs.writer()?;
-    let mut md5 = Md5::new();
+    let mut hashes = Hashes::new(algorithm);
     for_each_piece(blobs, chunks, range, |b| {
         w.write_all(&b)?;
-        md5.update(&b);
+        hashes.update(&b);
         Ok(true)
     })?;
-    let md5_hex = hex::encode(md5.finalize());
-    let size = w.size();
-    if size == 0 {
-        return Ok(Stored {
-            chunk: None,
-            size: 0,
-            md5_hex,
-        });
-    }
-    let (digest, size) = w.commit()?;
-    Ok(Stored {
-        chunk: Some(Chunk { digest, size }),
-        size,
-        md5_hex,
-    })
+    finish(w, hashes, &Expected::default())
 }
 
+/// Longest chunk header or trailing header line accepted: a peer that never sends a line
+/// end cannot make the decoder buffer without bound.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Most trailing headers accepted.
+const MAX_TRAILERS: usize = 16;
+
 /// Decodes `Content-Encoding: aws-chunked` framing (`<hex size>[;chunk-signature=…]\r\n
-/// <data>\r\n … 0\r\n<trailers>\r\n\r\n`). Chunk signatures and trailing checksums are not
-/// verified: the emulator accepts any credentials, like every local emulator.
+/// <data>\r\n … 0\r\n<trailers>\r\n\r\n`). Chunk signatures are not verified: the
+/// emulator accepts any credentials, like every local emulator. The trailing headers
+/// (`x-amz-checksum-crc32:…`) are handed to [`AwsChunkedDecoder::trailers`], where the body
+/// writer reads them to check the body once it has ended.
 pub struct AwsChunkedDecoder<S> {
     inner: S,
     buf: BytesMut,
     state: ChunkState,
+    trailers: Trailers,
+    received: Vec<(String, String)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -278,7 +414,14 @@ impl<S> AwsChunkedDecoder<S> {
             inner,
             buf: BytesMut::new(),
             state: ChunkState::Header,
+            trailers: Trailers::default(),
+            received: Vec::new(),
         }
+    }
+
+    /// Where the trailing headers will be once the body has been read to its end.
+    pub fn trailers(&self) -> Trailers {
+        self.trailers.clone()
     }
 }
 
@@ -350,13 +493,32 @@ where
                 }
                 ChunkState::Trailers => {
                     if let Some(i) = find_crlf(&this.buf) {
-                        this.buf.advance(i + 2);
+                        let line = this.buf.split_to(i + 2);
                         if i == 0 {
                             this.state = ChunkState::Done;
+                            this.trailers.set(std::mem::take(&mut this.received));
+                            continue;
+                        }
+                        let text = String::from_utf8_lossy(&line[..i]);
+                        // `x-amz-trailer-signature` and the like are kept too; only the
+                        // declared checksum is read.
+                        if let Some((k, v)) = text.split_once(':') {
+                            this.received
+                                .push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                        }
+                        if this.received.len() > MAX_TRAILERS {
+                            this.state = ChunkState::Done;
+                            return Poll::Ready(Some(Err("too many aws-chunked trailers".into())));
                         }
                         continue;
                     }
                 }
+            }
+            if this.buf.len() > MAX_LINE
+                && matches!(this.state, ChunkState::Header | ChunkState::Trailers)
+            {
+                this.state = ChunkState::Done;
+                return Poll::Ready(Some(Err("aws-chunked header line too long".into())));
             }
             // Need more input.
             match Pin::new(&mut this.inner).poll_next(cx) {
@@ -370,6 +532,9 @@ where
                     let st = this.state;
                     this.state = ChunkState::Done;
                     if st == ChunkState::Trailers {
+                        // Ended without the final empty line (some clients): the trailers
+                        // read so far count.
+                        this.trailers.set(std::mem::take(&mut this.received));
                         return Poll::Ready(None);
                     }
                     return Poll::Ready(Some(Err("aws-chunked body ended early".into())));
@@ -424,9 +589,14 @@ mod tests {
             .chunks(65_536)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
-        let stored = store_stream(&blobs, futures::stream::iter(pieces), u64::MAX)
-            .await
-            .unwrap();
+        let stored = store_stream(
+            &blobs,
+            futures::stream::iter(pieces),
+            u64::MAX,
+            &Expected::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(stored.size, data.len() as u64);
         assert_eq!(stored.md5_hex, hex::encode(Md5::digest(&data)));
         // The same body twice makes one blob (content addressing).
@@ -434,6 +604,7 @@ mod tests {
             &blobs,
             futures::stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from(data.clone()))]),
             u64::MAX,
+            &Expected::default(),
         )
         .await
         .unwrap();
@@ -448,7 +619,7 @@ mod tests {
         let mut want = data[699_990..].to_vec();
         want.extend_from_slice(&data[..10]);
         assert_eq!(got, want);
-        let copy = copy_range_to_blob(&blobs, &chunks, 5..15).unwrap();
+        let copy = copy_range_to_blob(&blobs, &chunks, 5..15, None).unwrap();
         assert_eq!(
             blobs.read(&copy.chunk.unwrap().digest).unwrap(),
             &data[5..15]
@@ -462,6 +633,7 @@ mod tests {
             &blobs,
             futures::stream::iter(Vec::<Result<Bytes, std::io::Error>>::new()),
             10,
+            &Expected::default(),
         )
         .await
         .unwrap();
@@ -473,6 +645,7 @@ mod tests {
                 b"0123456789ab",
             ))]),
             10,
+            &Expected::default(),
         )
         .await;
         assert!(matches!(big, Err(StoreError::TooLarge)));

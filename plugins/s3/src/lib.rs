@@ -10,6 +10,8 @@
 //!   in progress), scoped by the owning account and the bucket's region;
 //! - [`api`]: the S3 semantics, as an [`s3s::S3`] implementation (s3s speaks the protocol);
 //! - [`body`]: streaming bodies into and out of the blob store, and `aws-chunked` decoding;
+//! - [`checksum`]: the integrity checks (`Content-MD5`, `x-amz-content-sha256`, the
+//!   `x-amz-checksum-*` checksums) bodies are verified against as they stream in;
 //! - [`provider`]: the [`cryopod::Service`], [`cryopod::StateProvider`] and
 //!   [`cryopod::ObjectSource`] implementation;
 //! - the registration, below.
@@ -21,6 +23,7 @@
 
 pub mod api;
 pub mod body;
+pub mod checksum;
 pub mod provider;
 pub mod state;
 

@@ -21,6 +21,7 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 
 use crate::api::{Backend, Inner, RequestCtx};
 use crate::body::AwsChunkedDecoder;
+use crate::checksum::ChunkedTrailer;
 use crate::state::S3State;
 
 /// The S3 service. Requests go through s3s (protocol) into [`Backend`] (semantics), which
@@ -208,6 +209,26 @@ fn is_aws_chunked(headers: &http::HeaderMap) -> bool {
     enc || sha
 }
 
+/// Refuses a PUT whose body is sent with `Transfer-Encoding` (but not `aws-chunked`
+/// framing), as S3 does: 501 `NotImplemented`. This also covers a request with both
+/// `Content-Length` and `Transfer-Encoding: chunked`, whose `Content-Length` hyper has
+/// already dropped by the time a service sees it (RFC 9112 §6.3: the transfer coding
+/// wins, and hyper closes the connection after the answer), so the two cannot be told
+/// apart here.
+fn check_transfer_encoding(parts: &http::request::Parts) -> Result<(), AwsError> {
+    if parts.method == http::Method::PUT
+        && parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && !is_aws_chunked(&parts.headers)
+    {
+        return Err(AwsError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "NotImplemented",
+            "A header you provided implies functionality that is not implemented",
+        ));
+    }
+    Ok(())
+}
+
 /// Rewrites the headers of an `aws-chunked` request to describe the decoded body.
 fn unchunk_headers(headers: &mut http::HeaderMap) {
     if let Some(n) = headers.remove("x-amz-decoded-content-length") {
@@ -277,10 +298,23 @@ impl Service for S3Plugin {
         if let Err(e) = strip_auth(&mut parts) {
             return e.to_rest_xml_response();
         }
+        if let Err(e) = check_transfer_encoding(&parts) {
+            return e.to_rest_xml_response();
+        }
         let body = if is_aws_chunked(&parts.headers) {
+            let declared = parts
+                .headers
+                .get("x-amz-trailer")
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_ascii_lowercase());
             unchunk_headers(&mut parts.headers);
-            let decoded =
-                AwsChunkedDecoder::new(body.into_data_stream()).map_ok(http_body::Frame::data);
+            let decoder = AwsChunkedDecoder::new(body.into_data_stream());
+            // The handlers check the declared trailing checksum once the body has ended.
+            parts.extensions.insert(ChunkedTrailer {
+                declared,
+                trailers: decoder.trailers(),
+            });
+            let decoded = decoder.map_ok(http_body::Frame::data);
             s3s::Body::http_body_unsync(StreamBody::new(decoded))
         } else {
             // s3s needs a length for bodies it parses (XML); in-process callers may give
@@ -362,9 +396,12 @@ impl ObjectSource for S3Plugin {
         let size = v.size;
         let joined = tokio::task::spawn_blocking(move || {
             if v.chunks.is_empty() {
-                return blobs.put(&Bytes::new()).map(|d| (d, 0));
+                return blobs
+                    .put(&Bytes::new())
+                    .map(|d| (d, 0))
+                    .map_err(crate::body::StoreError::Io);
             }
-            crate::body::copy_range_to_blob(&blobs, &v.chunks, 0..size)
+            crate::body::copy_range_to_blob(&blobs, &v.chunks, 0..size, None)
                 .map(|s| s.chunk.map_or((Digest::of(b""), 0), |c| (c.digest, c.size)))
         })
         .await

@@ -93,6 +93,11 @@ pub struct ObjectMeta {
     pub user: Pairs,
     /// Object tags.
     pub tags: Pairs,
+    /// The object's full-object checksum (`x-amz-checksum-*`), verified when it was
+    /// stored. Absent in states written before checksums were kept (and for multipart
+    /// objects), so old bundles load unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<crate::checksum::ObjectChecksum>,
 }
 
 /// One version of an object: data, or a delete marker.
@@ -309,6 +314,9 @@ pub struct Part {
     pub md5_hex: String,
     /// Upload time, milliseconds since the Unix epoch.
     pub last_modified_ms: i64,
+    /// The part's checksum, when the client sent one (verified on UploadPart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<crate::checksum::ObjectChecksum>,
 }
 
 impl Part {
@@ -398,14 +406,6 @@ impl Resources for S3Scope {
         }
     }
 
-    fn summary(&self) -> ResourceCounts {
-        let mut c = ResourceCounts::new();
-        c.insert("bucket".into(), self.buckets.len() as u64);
-        let mut objects = 0u64;
-        let mut versions = 0u64;
-        let mut uploads = 0u64;
-        for b in self.buckets.values() {
-            objects += b
     /// Buckets (their configuration), objects (`bucket/key`, with every version) and
     /// multipart uploads (`bucket/upload-id`).
     fn units(&self, out: &mut cryopod::units::Units) {
@@ -423,6 +423,14 @@ impl Resources for S3Scope {
         }
     }
 
+    fn summary(&self) -> ResourceCounts {
+        let mut c = ResourceCounts::new();
+        c.insert("bucket".into(), self.buckets.len() as u64);
+        let mut objects = 0u64;
+        let mut versions = 0u64;
+        let mut uploads = 0u64;
+        for b in self.buckets.values() {
+            objects += b
                 .objects
                 .values()
                 .filter(|e| e.latest().is_some_and(|v| !v.delete_marker))
