@@ -4,6 +4,8 @@
 
 use aws_credential_types::Credentials;
 use aws_sdk_s3::Client;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectAttributes,
@@ -153,6 +155,41 @@ async fn put_chunked(
     raw(server, &format!("PUT {path}"), &headers, framed).await
 }
 
+/// GET with `x-amz-checksum-mode: ENABLED` (the SDK then validates what it gets).
+async fn get_checked(c: &Client, bucket: &str, key: &str) -> GetObjectOutput {
+    c.get_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"))
+}
+
+/// HEAD with `x-amz-checksum-mode: ENABLED`.
+async fn head_checked(c: &Client, bucket: &str, key: &str) -> HeadObjectOutput {
+    c.head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("head {key}: {e:?}"))
+}
+
+/// The five checksum fields of an SDK output, in [`SUMS`] order.
+macro_rules! sums_of {
+    ($o:expr) => {
+        [
+            $o.checksum_crc32(),
+            $o.checksum_crc32_c(),
+            $o.checksum_crc64_nvme(),
+            $o.checksum_sha1(),
+            $o.checksum_sha256(),
+        ]
+    };
+}
+
 /// Asserts that `key` does not exist and that the emulator still answers.
 async fn assert_absent(c: &Client, bucket: &str, key: &str) {
     let head = c.head_object().bucket(bucket).key(key).send().await;
@@ -183,24 +220,10 @@ async fn sdk_default_crc32_checksums_are_accepted_stored_and_returned() {
         .expect("put");
     assert_eq!(put.checksum_crc32(), Some(SUMS[0].1), "{put:?}");
     // Returned on GET and HEAD when asked for (the SDK then validates it), not otherwise.
-    let get = c
-        .get_object()
-        .bucket("sums")
-        .key("default")
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .expect("get");
+    let get = get_checked(&c, "sums", "default").await;
     assert_eq!(get.checksum_crc32(), Some(SUMS[0].1));
     assert_eq!(get.body.collect().await.expect("body").to_vec(), BODY);
-    let head = c
-        .head_object()
-        .bucket("sums")
-        .key("default")
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .expect("head");
+    let head = head_checked(&c, "sums", "default").await;
     assert_eq!(head.checksum_crc32(), Some(SUMS[0].1));
     let plain = c
         .head_object()
@@ -232,14 +255,7 @@ async fn sdk_default_crc32_checksums_are_accepted_stored_and_returned() {
         .send()
         .await
         .expect("copy");
-    let copy = c
-        .head_object()
-        .bucket("sums")
-        .key("copy")
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .expect("head copy");
+    let copy = head_checked(&c, "sums", "copy").await;
     assert_eq!(copy.checksum_crc32(), Some(SUMS[0].1));
     drop(s);
 }
@@ -265,30 +281,9 @@ async fn each_algorithm_the_sdk_offers_is_verified_and_returned() {
             .send()
             .await
             .unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        let got = [
-            put.checksum_crc32(),
-            put.checksum_crc32_c(),
-            put.checksum_crc64_nvme(),
-            put.checksum_sha1(),
-            put.checksum_sha256(),
-        ];
-        assert!(got.contains(&Some(want)), "{name}: {put:?}");
-        let get = c
-            .get_object()
-            .bucket("algos")
-            .key(&key)
-            .checksum_mode(ChecksumMode::Enabled)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        let got = [
-            get.checksum_crc32(),
-            get.checksum_crc32_c(),
-            get.checksum_crc64_nvme(),
-            get.checksum_sha1(),
-            get.checksum_sha256(),
-        ];
-        assert!(got.contains(&Some(want)), "{name}: {get:?}");
+        assert!(sums_of!(put).contains(&Some(want)), "{name}: {put:?}");
+        let get = get_checked(&c, "algos", &key).await;
+        assert!(sums_of!(get).contains(&Some(want)), "{name}: {get:?}");
     }
     // A streamed body goes as aws-chunked with the checksum in a trailer.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -305,14 +300,7 @@ async fn each_algorithm_the_sdk_offers_is_verified_and_returned() {
         .await
         .expect("streamed put");
     assert!(put.checksum_crc32_c().is_some(), "{put:?}");
-    let get = c
-        .get_object()
-        .bucket("algos")
-        .key("streamed")
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .expect("get");
+    let get = get_checked(&c, "algos", "streamed").await;
     assert_eq!(get.checksum_crc32_c(), put.checksum_crc32_c());
     assert_eq!(get.body.collect().await.expect("body").to_vec(), big);
     // Parts are verified and answered with their checksum too.
@@ -501,14 +489,7 @@ async fn aws_chunked_trailing_checksums_and_decoded_lengths_are_checked() {
     )
     .await;
     assert_eq!(a.status, 200, "{}", a.body);
-    let get = c
-        .get_object()
-        .bucket("chunked")
-        .key("ok")
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-        .expect("get");
+    let get = get_checked(&c, "chunked", "ok").await;
     assert_eq!(get.checksum_crc32(), Some(SUMS[0].1));
     assert_eq!(get.body.collect().await.expect("body").to_vec(), BODY);
 
