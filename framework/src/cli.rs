@@ -66,6 +66,11 @@ struct ServeArgs {
     /// Allow listening on a non-loopback address (the internal API can dump and replace all state).
     #[arg(long)]
     allow_remote: bool,
+    /// More names (or addresses) the emulator answers to besides loopback and the listen
+    /// address, comma-separated; `*.name` for every subdomain. For a proxy or a container
+    /// name: requests whose `Host` is not one of these are refused (DNS rebinding).
+    #[arg(long, env = "CRYOPOD_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// Services to run, comma-separated (default: every service in this build).
     #[arg(long, env = "SERVICES", value_delimiter = ',')]
     services: Option<Vec<String>>,
@@ -274,6 +279,7 @@ async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Re
             args.listen
         );
     }
+    let access = crate::server::guard::Access::new(args.listen, &args.allowed_hosts)?;
     let save: SaveStrategy = args.save_strategy.parse()?;
     let load: LoadStrategy = args.load_strategy.parse()?;
     let on_corrupt: OnCorrupt = args.on_corrupt.parse()?;
@@ -318,6 +324,7 @@ async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Re
             .map(|p| p as Arc<dyn crate::server::RequestHooks>),
         listen: addr.to_string(),
         pods,
+        access: access.listening_on(addr),
     });
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -61,8 +61,44 @@ pub trait Service: StateProvider {
         None
     }
 
+    /// Decides a request that a browser sent from another site (an `Origin` that is not the
+    /// emulator's own, or `Sec-Fetch-Site: cross-site`); `origin` is that foreign `Origin`,
+    /// if the browser sent one. Why a hook: AWS answers such requests per service (S3 by the
+    /// bucket's CORS configuration), and the gateway must not know any service.
+    ///
+    /// The default serves only requests signed in an `Authorization` header: a browser sends
+    /// that header cross-site only after a CORS preflight that the emulator never grants,
+    /// whereas a page can forge an unsigned request (`<img src="/?Action=DeleteQueue…">`) or
+    /// a presigned query string (signatures are not verified) with no preflight at all.
+    fn cross_origin(&self, req: &http::Request<Body>, origin: Option<&str>) -> CrossOrigin {
+        let signed = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
+        if signed {
+            return CrossOrigin::Allow(http::HeaderMap::new());
+        }
+        CrossOrigin::Refuse(format!(
+            "a request from another web site ({}) without a SigV4 Authorization header is refused; \
+             AWS SDKs, the AWS CLI and curl send no Origin and are not affected",
+            origin.unwrap_or("Sec-Fetch-Site: cross-site")
+        ))
+    }
+
     /// For the rare cross-service call that needs the concrete type.
     fn as_any(&self) -> &dyn Any;
+}
+
+/// A service's answer to a cross-site browser request ([`Service::cross_origin`]).
+#[derive(Debug)]
+pub enum CrossOrigin {
+    /// Serve the request and add these headers to its response (a CORS grant).
+    Allow(http::HeaderMap),
+    /// Answer with this response instead of serving the request (a CORS preflight).
+    Answer(Response<Body>),
+    /// Refuse it with `403 AccessDenied`; the message says why and how to allow it.
+    Refuse(String),
 }
 
 /// Read access to objects held by a storage service, for other services.

@@ -765,7 +765,27 @@ fn the_launchpad_page_shows_a_pod_and_loads_it_when_its_button_is_clicked() {
         emu.endpoint,
         form_encode(&pod_url)
     );
+    // The page a link opens fetches nothing: it shows the URL and a button.
     let page = http().get(&page_url).send().expect("GET launchpad");
+    assert_eq!(page.status().as_u16(), 200);
+    let first = page.text().expect("html");
+    assert!(
+        first.contains(&pod_url) && first.contains("inspect-button"),
+        "{first}"
+    );
+    assert_eq!(attr(&first, "id=\"inspect\"", "method"), "post");
+    // Its button posts the URL back (same origin) and the answer shows what it holds.
+    let page = http()
+        .post(format!(
+            "{}{}",
+            emu.endpoint,
+            attr(&first, "id=\"inspect\"", "action")
+        ))
+        .header("origin", emu.endpoint.as_str())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("url={}", form_encode(&pod_url)))
+        .send()
+        .expect("POST launchpad");
     assert_eq!(page.status().as_u16(), 200);
     let html = page.text().expect("html");
     for text in [
@@ -788,6 +808,14 @@ fn the_launchpad_page_shows_a_pod_and_loads_it_when_its_button_is_clicked() {
     // button makes the browser itself submit the form (its own POST, with its own Origin).
     assert!(emu.notes(ACCOUNT, REGION).list_notebooks().is_empty());
     if let Some(mut browser) = Browser::open(&page_url) {
+        let clicked = browser.eval_when_loaded(
+            "(() => { const b = document.querySelector('#inspect-button'); \
+             if (!b) return false; b.click(); return true; })()",
+        );
+        assert_eq!(clicked, Value::Bool(true), "no button to show the pod");
+        browser.poll("document.querySelector('#load-button') !== null", |v| {
+            *v == Value::Bool(true)
+        });
         let dom = browser.eval_when_loaded("document.documentElement.outerHTML");
         let dom = dom.as_str().unwrap_or_default().to_string();
         assert!(

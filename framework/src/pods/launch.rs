@@ -7,13 +7,27 @@
 //!   directory (URL ending in `/`); `#NAME` or `#NAME:VERSION` picks the pod, else the
 //!   layout's only pod, latest version.
 //!
-//! Safety: only `http` and `https` URLs; at most `CRYOPOD_LAUNCH_MAX_BYTES` bytes (default
-//! 1 GiB) fetched; redirects are followed by hand (at most 5) and each target checked; no
-//! request goes to the emulator's own address or to any `/_cryopod/` path, so a launch URL
-//! cannot make the emulator call its own internal API.
+//! Safety (the emulator fetches what a URL names, so a URL must not turn it against the
+//! machine it runs on):
+//! - only `http` and `https`; credentials in a URL (`user:pass@`) are removed before
+//!   anything is fetched and never shown back;
+//! - the page at `/_cryopod/launchpad?url=` fetches nothing: it shows the URL and a button,
+//!   and only the click (a same-origin POST) fetches;
+//! - every address a host resolves to is checked in its canonical form (IPv4-mapped,
+//!   IPv4-compatible and NAT64 IPv6 addresses are the IPv4 address they carry; the URL
+//!   parser already turns `2130706433`, `0177.0.0.1` and `0x7f.1` into `127.0.0.1`):
+//!   unspecified, link-local, multicast, broadcast and cloud metadata addresses are always
+//!   refused, and so is this machine's own address (loopback included) on the emulator's
+//!   port; loopback on another port stays allowed (that is how pods are served locally);
+//! - the connection goes to exactly the addresses that were checked (no second DNS lookup,
+//!   so rebinding between check and connect is impossible), redirects are followed by hand
+//!   (at most 5) through the same check, and no request goes to a `/_cryopod/` path;
+//! - at most `CRYOPOD_LAUNCH_MAX_BYTES` bytes (default 1 GiB) are fetched;
+//! - a failed connection is reported as "could not fetch" whatever the cause, so the
+//!   launchpad cannot be used to scan ports (details go to the debug log).
 
 use std::io::{Read, Seek};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use serde::Serialize;
@@ -29,6 +43,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 const MAX_REDIRECTS: usize = 5;
 /// The first bytes of every bundle file (`bundle-format/SPEC.md`, file header).
 const BUNDLE_MAGIC: [u8; 8] = *b"\x89CRYOPOD";
+/// AWS's IPv6 instance-metadata address (the IPv4 one, 169.254.169.254, is link-local).
+const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
 
 fn max_bytes() -> u64 {
     std::env::var("CRYOPOD_LAUNCH_MAX_BYTES")
@@ -37,7 +53,112 @@ fn max_bytes() -> u64 {
         .unwrap_or(DEFAULT_MAX_BYTES)
 }
 
-/// Refuses URLs that point back at the emulator or are not HTTP(S).
+/// The address `ip` really reaches: an IPv6 address that carries an IPv4 one
+/// (`::ffff:a.b.c.d` mapped, `::a.b.c.d` compatible, `64:ff9b::a.b.c.d` NAT64) is that IPv4
+/// address. Why: `Ipv6Addr::is_loopback` is false for `::ffff:127.0.0.1`, yet a connection
+/// to it reaches 127.0.0.1.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else {
+        return ip;
+    };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return v4.into();
+    }
+    let seg = v6.segments();
+    let low = Ipv4Addr::from(((seg[6] as u32) << 16) | seg[7] as u32);
+    let compat = seg[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified();
+    let nat64 = seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+    if compat || nat64 { low.into() } else { ip }
+}
+
+/// Why an address is never fetched from, whatever the port.
+fn never_fetched(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => {
+            if v4.octets()[0] == 0 {
+                Some("an unspecified address")
+            } else if v4 == Ipv4Addr::new(169, 254, 169, 254) {
+                Some("a cloud metadata address")
+            } else if v4.is_link_local() {
+                Some("a link-local address")
+            } else if v4.is_multicast() || v4.is_broadcast() {
+                Some("a multicast or broadcast address")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(v6) => {
+            if v6.is_unspecified() {
+                Some("an unspecified address")
+            } else if v6 == METADATA_V6 {
+                Some("a cloud metadata address")
+            } else if v6.is_unicast_link_local() {
+                Some("a link-local address")
+            } else if v6.is_multicast() {
+                Some("a multicast address")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Whether `ip` is an address of this machine: loopback, or one of its interfaces (a
+/// socket can be bound to it).
+fn is_this_machine(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind((ip, 0)).is_ok()
+}
+
+/// A URL's text with any `user:pass@` removed, for pages and messages.
+pub fn shown(url: &str) -> String {
+    match url.parse::<reqwest::Url>() {
+        Ok(mut u) => {
+            strip_credentials(&mut u);
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".to_string(),
+    }
+}
+
+/// Removes `user:pass@`; true when there was something to remove.
+fn strip_credentials(url: &mut reqwest::Url) -> bool {
+    let had = !url.username().is_empty() || url.password().is_some();
+    // Only URLs that cannot have credentials refuse these, and those were refused earlier.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    had
+}
+
+fn parse(url: &str) -> Result<reqwest::Url, PodError> {
+    let mut u: reqwest::Url = url
+        .parse()
+        .map_err(|e| PodError::Launch(format!("the launch URL is not a URL: {e}")))?;
+    if strip_credentials(&mut u) {
+        tracing::info!(url = %u, "credentials removed from a launch URL");
+    }
+    Ok(u)
+}
+
+/// A URL's host: an address (the URL parser has already turned decimal, octal and hex
+/// IPv4 forms into dotted quads) or a name to resolve.
+enum Host<'a> {
+    Ip(IpAddr),
+    Name(&'a str),
+}
+
+fn host_of(url: &reqwest::Url) -> Result<Host<'_>, PodError> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| PodError::Launch(format!("{url} has no host")))?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    Ok(match bare.parse::<IpAddr>() {
+        Ok(ip) => Host::Ip(ip),
+        Err(_) => Host::Name(host),
+    })
+}
+
+/// Refuses URLs that point back at the emulator, at this machine's metadata or link-local
+/// services, or are not HTTP(S).
 #[derive(Clone, Debug)]
 pub struct Guard {
     own: Option<SocketAddr>,
@@ -53,6 +174,12 @@ impl Guard {
 
     /// Checks `url` before a request is sent to it.
     pub async fn check(&self, url: &reqwest::Url) -> Result<(), PodError> {
+        self.addresses(url).await.map(|_| ())
+    }
+
+    /// Checks `url` and answers the addresses to connect to: every address its host
+    /// resolves to, each one checked.
+    async fn addresses(&self, url: &reqwest::Url) -> Result<Vec<SocketAddr>, PodError> {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(PodError::Launch(format!(
                 "only http and https URLs can be launched, not {}",
@@ -64,55 +191,68 @@ impl Guard {
                 "refusing a URL under /_cryopod/: the launchpad never calls an emulator's internal API".into(),
             ));
         }
-        let host = url
-            .host_str()
-            .ok_or_else(|| PodError::Launch(format!("{url} has no host")))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
         let port = url.port_or_known_default().unwrap_or(80);
-        if let Some(own) = self.own {
-            let addrs = tokio::net::lookup_host((host.as_str(), port))
+        let addrs: Vec<SocketAddr> = match host_of(url)? {
+            Host::Ip(ip) => vec![SocketAddr::new(ip, port)],
+            Host::Name(name) => tokio::net::lookup_host((name, port))
                 .await
-                .map_err(|e| PodError::Launch(format!("cannot resolve {host}: {e}")))?;
-            for a in addrs {
-                let same_ip = a.ip() == own.ip()
-                    || ((own.ip().is_unspecified() || own.ip().is_loopback())
-                        && (a.ip().is_loopback() || a.ip().is_unspecified()));
-                if same_ip && a.port() == own.port() {
-                    return Err(PodError::Launch(format!(
-                        "refusing {url}: it is this emulator's own address"
-                    )));
-                }
+                .map_err(|e| {
+                    tracing::debug!(host = name, error = %e, "launch host does not resolve");
+                    PodError::Launch(format!("could not fetch {url}: its host does not resolve"))
+                })?
+                .collect(),
+        };
+        for a in &addrs {
+            let ip = canonical_ip(a.ip());
+            if let Some(why) = never_fetched(ip) {
+                return Err(PodError::Launch(format!(
+                    "refusing {url}: it leads to {why}, which the launchpad never fetches from"
+                )));
+            }
+            let own_port = self.own.is_some_and(|own| own.port() == a.port());
+            let own_ip = self.own.is_some_and(|own| canonical_ip(own.ip()) == ip);
+            if own_port && (own_ip || is_this_machine(ip)) {
+                return Err(PodError::Launch(format!(
+                    "refusing {url}: it is this emulator's own address"
+                )));
             }
         }
-        Ok(())
+        if addrs.is_empty() {
+            return Err(PodError::Launch(format!(
+                "could not fetch {url}: its host does not resolve"
+            )));
+        }
+        Ok(addrs)
+    }
+
+    /// A client that connects `url`'s host to exactly `addrs` and follows no redirects.
+    fn client_for(url: &reqwest::Url, addrs: &[SocketAddr]) -> Result<reqwest::Client, PodError> {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(std::time::Duration::from_secs(10));
+        if let Host::Name(name) = host_of(url)? {
+            b = b.resolve_to_addrs(name, addrs);
+        }
+        b.build().map_err(|e| PodError::Launch(e.to_string()))
     }
 }
 
 /// Fetches `url` (following checked redirects) into a temp file, up to the size limit.
 async fn fetch(
-    url: &str,
+    url: &reqwest::Url,
     guard: &Guard,
 ) -> Result<(tempfile::NamedTempFile, reqwest::Url), PodError> {
-    let mut url: reqwest::Url = url
-        .parse()
-        .map_err(|e| PodError::Launch(format!("`{url}` is not a URL: {e}")))?;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| PodError::Launch(e.to_string()))?;
+    let mut url = url.clone();
     let limit = max_bytes();
     for _ in 0..=MAX_REDIRECTS {
-        guard.check(&url).await?;
+        let addrs = guard.addresses(&url).await?;
+        let client = Guard::client_for(&url, &addrs)?;
         let mut frag_less = url.clone();
         frag_less.set_fragment(None);
-        let resp = client
-            .get(frag_less)
-            .send()
-            .await
-            .map_err(|e| PodError::Launch(format!("cannot fetch {url}: {e}")))?;
+        let resp = client.get(frag_less).send().await.map_err(|e| {
+            tracing::debug!(url = %url, error = %e, "launch fetch failed");
+            PodError::Launch(format!("could not fetch {url}"))
+        })?;
         if resp.status().is_redirection() {
             let next = resp
                 .headers()
@@ -122,6 +262,7 @@ async fn fetch(
             url = url
                 .join(next)
                 .map_err(|e| PodError::Launch(format!("bad redirect from {url}: {e}")))?;
+            strip_credentials(&mut url);
             continue;
         }
         if !resp.status().is_success() {
@@ -139,11 +280,10 @@ async fn fetch(
         let mut file = tokio::fs::File::from_std(tmp.reopen()?);
         let mut total = 0u64;
         let mut resp = resp;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| PodError::Launch(format!("download of {url} broke off: {e}")))?
-        {
+        while let Some(chunk) = resp.chunk().await.map_err(|e| {
+            tracing::debug!(url = %url, error = %e, "launch download broke off");
+            PodError::Launch(format!("could not fetch {url}: the download broke off"))
+        })? {
             total += chunk.len() as u64;
             if total > limit {
                 return Err(PodError::Launch(format!(
@@ -202,17 +342,17 @@ enum Fetched {
     },
 }
 
-async fn open(url: &str, guard: &Guard) -> Result<(Fetched, reqwest::Url), PodError> {
-    let mut target: reqwest::Url = url
-        .parse()
-        .map_err(|e| PodError::Launch(format!("`{url}` is not a URL: {e}")))?;
+/// Fetches what `url` (already without credentials) names: a bundle, or a pod layout's
+/// index and the pod it picks.
+async fn open(url: &reqwest::Url, guard: &Guard) -> Result<(Fetched, reqwest::Url), PodError> {
+    let mut target = url.clone();
     let fragment = target.fragment().map(str::to_string);
     if target.path().ends_with('/') {
         target = target
             .join("index.json")
             .map_err(|e| PodError::Launch(e.to_string()))?;
     }
-    let (tmp, final_url) = fetch(target.as_str(), guard).await?;
+    let (tmp, final_url) = fetch(&target, guard).await?;
     if is_bundle(tmp.path())? {
         return Ok((Fetched::Bundle(tmp), final_url));
     }
@@ -264,7 +404,8 @@ async fn open(url: &str, guard: &Guard) -> Result<(Fetched, reqwest::Url), PodEr
 
 /// Describes what `url` holds without loading it.
 pub async fn describe(url: &str, guard: &Guard) -> Result<LaunchInfo, PodError> {
-    let (fetched, _) = open(url, guard).await?;
+    let url = parse(url)?;
+    let (fetched, _) = open(&url, guard).await?;
     match fetched {
         Fetched::Bundle(tmp) => {
             let f = std::fs::File::open(tmp.path())?;
@@ -321,7 +462,8 @@ pub async fn launch(
     secret: Option<String>,
     guard: &Guard,
 ) -> Result<Value, PodError> {
-    let (fetched, _) = open(url, guard).await?;
+    let url = parse(url)?;
+    let (fetched, _) = open(&url, guard).await?;
     match fetched {
         Fetched::Bundle(tmp) => {
             let mut f = tmp.reopen()?;
@@ -329,7 +471,7 @@ pub async fn launch(
             let report = runtime
                 .import(std::io::BufReader::new(f), None, merge)
                 .await?;
-            Ok(json!({ "kind": "bundle", "url": url, "applied": report }))
+            Ok(json!({ "kind": "bundle", "url": url.as_str(), "applied": report }))
         }
         Fetched::Pod { store, pod } => {
             let r = super::resolve_in(store.as_ref(), &pod).await?;
@@ -350,7 +492,7 @@ pub async fn launch(
                 ..Default::default()
             };
             let report = super::load_from(store.as_ref(), runtime, &pod, &opts).await?;
-            Ok(json!({ "kind": "pod", "url": url, "report": report }))
+            Ok(json!({ "kind": "pod", "url": url.as_str(), "report": report }))
         }
     }
 }
@@ -470,6 +612,25 @@ pub fn page(url: Option<&str>, info: Option<&Result<LaunchInfo, PodError>>) -> S
             );
         }
     }
+    html_page(&body)
+}
+
+/// The launchpad's first page for `url` (already without credentials): what will be
+/// fetched and a button to fetch it. Nothing is fetched before the click.
+pub fn confirm_page(url: &str) -> String {
+    let body = format!(
+        "<h1 id=\"title\">Load from a URL?</h1>\n<p>This emulator will fetch <code id=\"source\">{}</code> \
+and show what it holds before anything is loaded. Continue only if you trust where this link came from.</p>\n\
+<form id=\"inspect\" method=\"post\" action=\"/_cryopod/launchpad\">\
+<input type=\"hidden\" name=\"url\" value=\"{}\">\
+<button id=\"inspect-button\" type=\"submit\">Show what it holds</button></form>\n",
+        escape(url),
+        escape(url)
+    );
+    html_page(&body)
+}
+
+fn html_page(body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>cryopod launchpad</title><style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n"
     )
@@ -488,7 +649,88 @@ pub fn result_page(url: &str, result: &Result<Value, PodError>) -> String {
             escape(&e.to_string())
         ),
     };
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>cryopod launchpad</title><style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n"
-    )
+    html_page(&body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ipv6_forms_of_ipv4_addresses_are_the_ipv4_address() {
+        for (v6, v4) in [
+            ("::ffff:127.0.0.1", "127.0.0.1"),
+            ("::127.0.0.1", "127.0.0.1"),
+            ("64:ff9b::169.254.169.254", "169.254.169.254"),
+            ("::ffff:10.0.0.1", "10.0.0.1"),
+        ] {
+            assert_eq!(canonical_ip(ip(v6)), ip(v4), "{v6}");
+        }
+        for same in ["::1", "::", "2001:db8::1", "127.0.0.1"] {
+            assert_eq!(canonical_ip(ip(same)), ip(same), "{same}");
+        }
+    }
+
+    #[test]
+    fn the_url_parser_turns_every_ipv4_spelling_into_a_dotted_quad() {
+        for url in [
+            "http://2130706433/",
+            "http://0177.0.0.1/",
+            "http://0x7f.0.0.1/",
+            "http://0x7f000001/",
+            "http://127.1/",
+        ] {
+            let u: reqwest::Url = url.parse().unwrap();
+            assert_eq!(u.host_str(), Some("127.0.0.1"), "{url}");
+        }
+    }
+
+    #[test]
+    fn metadata_link_local_and_unspecified_addresses_are_never_fetched() {
+        for bad in [
+            "169.254.169.254",
+            "169.254.1.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "224.0.0.1",
+            "255.255.255.255",
+        ] {
+            assert!(never_fetched(canonical_ip(ip(bad))).is_some(), "{bad}");
+        }
+        for ok in ["127.0.0.1", "::1", "10.0.0.1", "93.184.216.34"] {
+            assert!(never_fetched(ip(ok)).is_none(), "{ok}");
+        }
+    }
+
+    #[tokio::test]
+    async fn this_machine_is_refused_on_the_emulators_port_only() {
+        let g = Guard::new("127.0.0.1:4566");
+        for url in [
+            "http://[::ffff:127.0.0.1]:4566/",
+            "http://[::1]:4566/",
+            "http://127.0.0.2:4566/",
+            "http://localhost:4566/",
+        ] {
+            let e = g.check(&url.parse().unwrap()).await.unwrap_err();
+            assert!(e.to_string().contains("own address"), "{url}: {e}");
+        }
+        assert!(
+            g.check(&"http://127.0.0.1:8000/".parse().unwrap())
+                .await
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn credentials_are_removed_from_shown_urls() {
+        assert_eq!(shown("http://u:p@h.example:81/x"), "http://h.example:81/x");
+        assert_eq!(shown("not a url, user:pass"), "(not a URL)");
+    }
 }

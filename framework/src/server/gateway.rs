@@ -73,6 +73,14 @@ pub(crate) async fn dispatch(app: Arc<App>, req: Request<Body>) -> Response<Body
             "routed to a service that is not running",
         ));
     };
+    // A request a web page made the browser send: answered as AWS would (see `guard`).
+    match super::guard::aws_gate(&app, &req, service.as_ref()) {
+        super::guard::Gate::Pass => {}
+        super::guard::Gate::Refuse(e) => {
+            return ErrorShape::guess(target.is_some(), &req).render(&e);
+        }
+        super::guard::Gate::Answer(resp) => return resp,
+    }
     let access_key_id = cred.as_ref().map(|c| c.access_key_id.clone());
     let scope = Scope::new(
         account_from_access_key(access_key_id.as_deref()),

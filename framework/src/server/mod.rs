@@ -3,6 +3,7 @@
 
 mod api;
 mod gateway;
+pub mod guard;
 pub mod pods_api;
 
 use std::future::Future;
@@ -50,20 +51,31 @@ pub struct App {
     pub listen: String,
     /// The pod stores (`DATA_DIR/pods` and remotes).
     pub pods: Arc<crate::pods::Pods>,
+    /// The emulator's own hosts and origins, for the guards against web pages
+    /// ([`guard`]).
+    pub access: guard::Access,
 }
 
 /// Builds the router: internal API under `/_cryopod`, every other path to the gateway.
+/// The management guard sits in front of everything, so no route under `/_cryopod/` or
+/// `/_localstack/` (today's or a future one) can be reached without it.
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .nest("/_cryopod/pods", pods_api::router())
         .route("/_cryopod/launchpad", pods_api::launchpad_route())
         .nest("/_cryopod", api::router())
         .fallback(aws_fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            guard::management,
+        ))
         .with_state(app)
 }
 
-async fn aws_fallback(State(app): State<Arc<App>>, req: Request) -> Response {
-    gateway::dispatch(app, req).await
+async fn aws_fallback(State(app): State<Arc<App>>, mut req: Request) -> Response {
+    let grant = guard::GrantSlot::default();
+    req.extensions_mut().insert(grant.clone());
+    grant.apply(gateway::dispatch(app, req).await)
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
@@ -295,6 +307,7 @@ impl TestServer {
                 Ok(p) => p,
                 Err(e) => panic!("cannot create a temporary pod store: {e}"),
             }),
+            access: guard::Access::loopback(addr),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {

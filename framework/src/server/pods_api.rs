@@ -11,7 +11,8 @@
 //! | `GET /_cryopod/pods/remotes` | configured remotes |
 //! | `PUT /_cryopod/pods/remotes/{name}?url=U`, `DELETE …` | add or remove a remote |
 //! | `POST /_cryopod/pods/launch?url=U&merge=M` | fetch a bundle or pod over HTTP(S) and load it |
-//! | `GET /_cryopod/launchpad?url=U` | an HTML page describing it, with a Load button |
+//! | `GET /_cryopod/launchpad?url=U` | an HTML page showing the URL and a button; fetches nothing |
+//! | `POST /_cryopod/launchpad` (form `url=U`) | fetches and describes it, with a Load button |
 //!
 //! The secret of an encrypted pod travels in the `X-Cryopod-Pod-Secret` header, never in the
 //! URL. Save and load answer one JSON document, or, when the request accepts
@@ -355,25 +356,8 @@ async fn launch(
             _ => {}
         }
     }
-    // A page on another site must not make a browser load state into this emulator.
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(&app.listen);
-        let same = origin
-            .split_once("://")
-            .map(|(_, rest)| rest.trim_end_matches('/') == host)
-            .unwrap_or(false);
-        if !same {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                "CrossOriginRefused",
-                format!("a launch must come from this emulator's own page, not from {origin}"),
-            )
-            .into_response();
-        }
-    }
+    // A page on another site cannot get here: the management guard refuses cross-site
+    // POSTs (`super::guard`).
     let html = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -399,7 +383,8 @@ async fn launch(
     let secret = secret(&headers).or(form_secret);
     let result = crate::pods::launch::launch(&app.runtime, &url, merge, secret, &guard).await;
     if html {
-        return Html(crate::pods::launch::result_page(&url, &result)).into_response();
+        let shown = crate::pods::launch::shown(&url);
+        return Html(crate::pods::launch::result_page(&shown, &result)).into_response();
     }
     match result {
         Ok(v) => axum::Json(v).into_response(),
@@ -407,16 +392,37 @@ async fn launch(
     }
 }
 
-/// The route of `GET /_cryopod/launchpad`.
+/// The routes of `/_cryopod/launchpad`.
 pub(super) fn launchpad_route() -> axum::routing::MethodRouter<Arc<App>> {
-    get(launchpad)
+    get(launchpad).post(launchpad_describe)
 }
 
-/// `GET /_cryopod/launchpad?url=U`: the pod's or bundle's metadata and a Load button.
-async fn launchpad(State(app): AppState, Query(q): Query<PodQuery>) -> Response {
+/// `GET /_cryopod/launchpad?url=U`: the URL (without credentials) and a button. Fetches
+/// nothing: a link or an `<img>` on any page can make a browser send this GET, and a fetch
+/// here would let every page make the emulator call any host.
+async fn launchpad(Query(q): Query<PodQuery>) -> Response {
+    let page = match q.url.as_deref() {
+        Some(url) => crate::pods::launch::confirm_page(&crate::pods::launch::shown(url)),
+        None => crate::pods::launch::page(None, None),
+    };
+    Html(page).into_response()
+}
+
+/// `POST /_cryopod/launchpad` (the button of the GET page, form field `url`, or `?url=`):
+/// fetches the pod's or bundle's metadata and shows it with a Load button. Only the
+/// emulator's own pages can post here (the management guard).
+async fn launchpad_describe(
+    State(app): AppState,
+    Query(mut q): Query<PodQuery>,
+    body: Bytes,
+) -> Response {
+    if let Some((_, v)) = form_urlencoded::parse(&body).find(|(k, _)| k == "url") {
+        q.url = Some(v.into_owned());
+    }
     let Some(url) = q.url.clone() else {
         return Html(crate::pods::launch::page(None, None)).into_response();
     };
+    let url = crate::pods::launch::shown(&url);
     let guard = launch_guard(&app);
     let info = crate::pods::launch::describe(&url, &guard).await;
     let status = if info.is_ok() {

@@ -24,6 +24,7 @@
 pub mod api;
 pub mod body;
 pub mod checksum;
+pub mod cors;
 pub mod provider;
 pub mod state;
 

@@ -64,7 +64,7 @@ impl S3Host for Hosts {
 }
 
 /// `(bucket, domain)` when `host` addresses a bucket by name.
-fn virtual_host_bucket(host: &str) -> Option<(&str, &str)> {
+pub(crate) fn virtual_host_bucket(host: &str) -> Option<(&str, &str)> {
     let h = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
@@ -345,6 +345,15 @@ impl Service for S3Plugin {
 
     fn object_source(&self) -> Option<&dyn ObjectSource> {
         Some(self)
+    }
+
+    /// Answered from the bucket's CORS rules, as S3 does ([`crate::cors`]).
+    fn cross_origin(
+        &self,
+        req: &http::Request<Body>,
+        origin: Option<&str>,
+    ) -> cryopod::service::CrossOrigin {
+        crate::cors::cross_origin(&self.inner, req, origin)
     }
 
     fn as_any(&self) -> &dyn Any {
