@@ -253,16 +253,58 @@ impl Runtime {
         filter: &ScopeFilter,
     ) -> Result<Snapshot> {
         let names = self.select(services)?;
-        let _gate = self.inner.barrier.write().await;
+        let exclusive = self.exclusive().await;
+        self.capture_exclusive(&exclusive, &names, filter).await
+    }
+
+    /// Takes the capture barrier exclusively: until the guard is dropped no
+    /// [`crate::StateCell::write`] runs, so the change tracker's generation and dirty set
+    /// stand still and match the states exactly. Persistence uses it to capture a state
+    /// together with the generation it holds, and to roll a failed commit back.
+    pub(crate) async fn exclusive(&self) -> Exclusive<'_> {
+        Exclusive {
+            _guard: self.inner.barrier.write().await,
+        }
+    }
+
+    /// [`Runtime::capture`] of running `names` while the caller holds the barrier.
+    pub(crate) async fn capture_exclusive(
+        &self,
+        _exclusive: &Exclusive<'_>,
+        names: &[&'static str],
+        filter: &ScopeFilter,
+    ) -> Result<Snapshot> {
         let mut snapshot = Snapshot {
             _readers: Some(Arc::new(self.blobs().readers())),
             ..Snapshot::default()
         };
         for name in names {
-            let state = self.inner.services[name].snapshot(filter).await?;
+            let Some(provider) = self.inner.services.get(name) else {
+                continue;
+            };
+            let state = provider.snapshot(filter).await?;
             snapshot.services.insert(name.to_string(), state);
         }
         Ok(snapshot)
+    }
+
+    /// Installs `state` as the whole state of `service` through its provider's `restore`
+    /// (so run-time structures such as timers are rebuilt), without marking anything
+    /// changed: for putting back a state that is already saved (a rolled-back commit).
+    pub(crate) async fn reinstall(
+        &self,
+        _exclusive: &Exclusive<'_>,
+        service: &str,
+        state: Box<dyn ServiceState>,
+    ) -> Result<()> {
+        let Some(provider) = self.inner.services.get(service) else {
+            return Err(Error::UnknownService {
+                name: service.to_string(),
+                available: self.service_names().join(", "),
+            });
+        };
+        provider.restore(state).await?;
+        Ok(())
     }
 
     /// Applies `snapshot` with `merge`, all or nothing: every state is upgraded and merged
@@ -476,6 +518,12 @@ impl Runtime {
         report.blobs_imported = decoded.blobs_imported;
         Ok(report)
     }
+}
+
+/// The capture barrier held exclusively ([`Runtime::exclusive`]): no state write is in
+/// progress or can start while it lives.
+pub(crate) struct Exclusive<'a> {
+    _guard: tokio::sync::RwLockWriteGuard<'a, ()>,
 }
 
 /// How an apply makes sure the blobs a snapshot refers to exist.

@@ -233,11 +233,41 @@ pub struct ChangeTracker {
     dirty: Mutex<BTreeMap<&'static str, BTreeSet<Scope>>>,
 }
 
+tokio::task_local! {
+    /// The newest change generation the current request made (0: none); set by
+    /// [`ChangeTracker::mark`], scoped around one request by [`track_changes`].
+    static REQUEST_CHANGES: std::cell::Cell<u64>;
+}
+
+/// Runs one request's handler and returns, with its output, the generation of the newest
+/// change it made ([`ChangeTracker::mark`]), or `None` if it changed nothing.
+///
+/// Why per request, not the global generation read after the handler: that one also counts
+/// other requests' later changes (a read-only request would wait for their commit), and under
+/// `ON_REQUEST` a failed commit rolls changes back between a write and that read, so only the
+/// request's own generation says whether *its* change is durable or was undone. Changes made
+/// by tasks the handler spawns are not the request's (task-locals do not propagate).
+pub async fn track_changes<F: std::future::Future>(handler: F) -> (F::Output, Option<u64>) {
+    REQUEST_CHANGES
+        .scope(std::cell::Cell::new(0), async move {
+            let out = handler.await;
+            let newest = REQUEST_CHANGES.with(std::cell::Cell::get);
+            (out, (newest > 0).then_some(newest))
+        })
+        .await
+}
+
 impl ChangeTracker {
-    pub(crate) fn mark(&self, service: &'static str, scope: &Scope) {
+    /// Marks `scope` of `service` changed and returns the change's generation (the first is
+    /// 1). Inside [`track_changes`] the generation is also recorded as the request's.
+    pub(crate) fn mark(&self, service: &'static str, scope: &Scope) -> u64 {
         let mut dirty = self.dirty.lock();
         dirty.entry(service).or_default().insert(scope.clone());
-        self.generation.fetch_add(1, Ordering::SeqCst);
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        drop(dirty);
+        // Outside a request (timers, the internal API) there is no request to record it for.
+        let _ = REQUEST_CHANGES.try_with(|c| c.set(c.get().max(generation)));
+        generation
     }
 
     /// Increases with every change anywhere.
@@ -292,9 +322,12 @@ impl<S: ScopedState + ServiceState> StateCell<S> {
     }
 
     /// Runs `f` on a copy of the state and installs the copy only if `f` succeeds, so a
-    /// request that fails half-way changes nothing. Marks `scope` changed on success.
+    /// request that fails half-way changes nothing. Marks `scope` changed on success, which
+    /// also records the change's generation as the current request's ([`track_changes`]):
+    /// under `ON_REQUEST` the request is answered once that generation is durable, or with
+    /// 503 if its commit failed and persistence rolled the change back.
     /// Waits while a capture holds the barrier, which is what makes a capture one point in
-    /// time across services.
+    /// time across services (and what lets a rollback run while no write is half done).
     pub async fn write<T, E>(
         &self,
         scope: &Scope,
@@ -339,5 +372,31 @@ impl<S: ScopedState + ServiceState> StateCell<S> {
         let s: S = state.downcast(self.ctx.service)?;
         *self.state.write() = s;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_sees_only_its_own_newest_change() {
+        let changes = ChangeTracker::default();
+        let scope = Scope::default();
+        changes.mark("notes", &scope);
+        let ((), none) = track_changes(async {}).await;
+        assert_eq!(none, None, "a request that wrote nothing waits for nothing");
+        let (first, mine) = track_changes(async {
+            let a = changes.mark("notes", &scope);
+            let b = changes.mark("notes", &scope);
+            (a, b)
+        })
+        .await;
+        assert_eq!(mine, Some(first.1));
+        assert!(first.0 < first.1);
+        // A change outside any request (a timer) is nobody's.
+        let later = changes.mark("notes", &scope);
+        assert!(later > first.1);
+        assert_eq!(changes.generation(), later);
     }
 }

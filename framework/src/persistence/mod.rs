@@ -248,37 +248,132 @@ pub struct ObjectRef {
 const LAYOUT: u32 = 2;
 const READABLE_LAYOUTS: [u32; 2] = [1, 2];
 
-/// Injected I/O failures for crash and fault tests: `CRYOPOD_FAILPOINT=<step>[:<n>]` makes the
-/// n-th (default first) occurrence of a save step fail. Steps: `object-write`,
-/// `object-fsync`, `object-rename`, `dir-fsync`, `manifest-write`, `manifest-fsync`,
-/// `manifest-rename`, `journal-write`, `journal-fsync`.
+/// Injected I/O failures for crash and fault tests (test-only; never set it in production):
+/// `CRYOPOD_FAILPOINT=<step>[:<n>[+]][:enospc]` makes the n-th (default first) occurrence of a
+/// save step fail, with `+` that one and every later one, with `enospc` as a full disk fails
+/// (`No space left on device`, os error 28) instead of with a message naming the failpoint.
+/// Steps: `object-write`, `object-fsync`, `object-rename`, `dir-fsync`, `manifest-write`,
+/// `manifest-fsync`, `manifest-rename`, `journal-write`, `journal-fsync`.
 mod failpoint {
     use std::io;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    static SPEC: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    /// A parsed `CRYOPOD_FAILPOINT`.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(super) struct Spec {
+        step: String,
+        nth: u64,
+        and_later: bool,
+        enospc: bool,
+    }
+
+    /// Parses `<step>[:<n>[+]][:enospc]`; a count that is not a number means the first.
+    pub(super) fn parse(v: &str) -> Option<Spec> {
+        let mut parts = v.trim().split(':');
+        let step = parts.next().filter(|s| !s.is_empty())?.to_string();
+        let mut spec = Spec {
+            step,
+            nth: 1,
+            and_later: false,
+            enospc: false,
+        };
+        for part in parts {
+            if part.eq_ignore_ascii_case("enospc") {
+                spec.enospc = true;
+            } else if let Some(n) = part.strip_suffix('+') {
+                spec.nth = n.parse().unwrap_or(1);
+                spec.and_later = true;
+            } else {
+                spec.nth = part.parse().unwrap_or(1);
+            }
+        }
+        Some(spec)
+    }
+
+    static SPEC: OnceLock<Option<Spec>> = OnceLock::new();
     static COUNT: AtomicU64 = AtomicU64::new(0);
 
     pub(super) fn hit(step: &str) -> io::Result<()> {
-        let spec = SPEC.get_or_init(|| {
-            let v = std::env::var("CRYOPOD_FAILPOINT").ok()?;
-            let mut parts = v.splitn(2, ':');
-            let name = parts.next()?.to_string();
-            let n = parts.next().and_then(|n| n.parse().ok()).unwrap_or(1);
-            Some((name, n))
-        });
-        if let Some((name, n)) = spec
-            && name == step
-        {
-            let c = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
-            if c == *n {
-                return Err(io::Error::other(format!(
-                    "injected failure at {step} (CRYOPOD_FAILPOINT)"
-                )));
-            }
+        let spec = SPEC.get_or_init(|| parse(&std::env::var("CRYOPOD_FAILPOINT").ok()?));
+        let Some(spec) = spec.as_ref().filter(|s| s.step == step) else {
+            return Ok(());
+        };
+        let c = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+        if c == spec.nth || (spec.and_later && c > spec.nth) {
+            tracing::warn!(
+                step,
+                occurrence = c,
+                enospc = spec.enospc,
+                "injected failure (CRYOPOD_FAILPOINT)"
+            );
+            return Err(if spec.enospc {
+                io::Error::from_raw_os_error(28)
+            } else {
+                io::Error::other(format!("injected failure at {step} (CRYOPOD_FAILPOINT)"))
+            });
         }
         Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn specs_parse_with_count_repetition_and_errno() {
+            let spec = |step: &str, nth, and_later, enospc| Spec {
+                step: step.into(),
+                nth,
+                and_later,
+                enospc,
+            };
+            assert_eq!(
+                parse("journal-write"),
+                Some(spec("journal-write", 1, false, false))
+            );
+            assert_eq!(
+                parse("object-write:3"),
+                Some(spec("object-write", 3, false, false))
+            );
+            assert_eq!(
+                parse("object-write:2+:enospc"),
+                Some(spec("object-write", 2, true, true))
+            );
+            assert_eq!(
+                parse("journal-write:enospc"),
+                Some(spec("journal-write", 1, false, true))
+            );
+            assert_eq!(parse(""), None);
+        }
+    }
+}
+
+/// Encodes a state section into `w`, keeping the writer's own I/O error when writing is what
+/// failed. rmp-serde wraps it (`invalid value write: error while writing multi-byte
+/// MessagePack value`), which hid a full disk behind an encoding message in health, in the
+/// log and in every answer.
+fn encode_section(state: &dyn ServiceState, w: &mut dyn Write) -> io::Result<()> {
+    state.encode_to(w).map_err(|e| root_io_error(&e))
+}
+
+/// The innermost I/O error of `e`'s source chain (its OS error code kept, so it still reads
+/// `No space left on device (os error 28)`), or `e` as a message when no I/O failed.
+fn root_io_error(e: &(dyn std::error::Error + 'static)) -> io::Error {
+    let mut source = Some(e);
+    let mut found = None;
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            found = Some(io);
+        }
+        source = s.source();
+    }
+    match found {
+        Some(io) => match io.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(io.kind(), io.to_string()),
+        },
+        None => io::Error::other(e.to_string()),
     }
 }
 
@@ -352,11 +447,7 @@ impl StateDir {
         let objects = self.root.join("objects");
         let (chunks, size, written) = self
             .chunk_store()
-            .write_section(|w| {
-                state
-                    .encode_to(w)
-                    .map_err(|e| io::Error::other(e.to_string()))
-            })
+            .write_section(|w| encode_section(state, w))
             .map_err(io_err("cannot write the state into", &objects))?;
         let r = ObjectRef {
             state_version: state.version(),
@@ -597,11 +688,85 @@ fn blob_gc_grace() -> Duration {
         .map_or(Duration::from_secs(3600), Duration::from_secs)
 }
 
+/// The last rollback of a failed `ON_REQUEST` commit, for `/_cryopod/health`.
+#[derive(Clone, Debug, Serialize)]
+pub struct RollbackReport {
+    /// When it happened.
+    pub time: String,
+    /// Services put back to their last saved state.
+    pub services: Vec<String>,
+    /// How many changes (generations) were undone.
+    pub changes: u64,
+    /// Why the commit failed.
+    pub error: String,
+}
+
+/// Changed scopes by service, as the change tracker hands them out.
+type Dirty = BTreeMap<&'static str, BTreeSet<crate::scope::Scope>>;
+
+/// What one save or commit captured ([`Persistence::capture_changes`]).
+struct Captured {
+    snapshot: Snapshot,
+    /// Every change up to this generation, of the captured services, is in `snapshot`.
+    generation: u64,
+    /// The changes the capture covers: pending again if writing it fails.
+    dirty: Dirty,
+    names: Vec<String>,
+    /// No changed service was left out, so writing `snapshot` makes every change up to
+    /// `generation` durable.
+    complete: bool,
+}
+
+/// The change generations whose changes failed `ON_REQUEST` commits undid, as ranges
+/// `(after, upto]` with the cause. A waiting request looks its own generation up here before
+/// it looks at the durable generation: a later successful commit moves that past an undone
+/// change, which must still be answered as failed.
+#[derive(Debug, Default)]
+struct RolledBack {
+    ranges: std::collections::VecDeque<(u64, u64, Arc<str>)>,
+}
+
+impl RolledBack {
+    /// Ranges kept. Consecutive rollbacks while the disk stays full share one durable
+    /// generation and merge into one range, so this bounds the number of outages remembered;
+    /// a request is answered at the first wake-up after its rollback, long before 1,024 more
+    /// outages.
+    const KEEP: usize = 1024;
+
+    fn record(&mut self, after: u64, upto: u64, cause: &str) {
+        if upto <= after {
+            return;
+        }
+        if let Some(last) = self.ranges.back_mut()
+            && after <= last.1
+        {
+            last.0 = last.0.min(after);
+            last.1 = last.1.max(upto);
+            last.2 = cause.into();
+            return;
+        }
+        self.ranges.push_back((after, upto, cause.into()));
+        if self.ranges.len() > Self::KEEP {
+            self.ranges.pop_front();
+        }
+    }
+
+    /// Why the change of `generation` was undone, if it was.
+    fn cause_of(&self, generation: u64) -> Option<Arc<str>> {
+        self.ranges
+            .iter()
+            .rev()
+            .find(|(after, upto, _)| *after < generation && generation <= *upto)
+            .map(|(_, _, cause)| cause.clone())
+    }
+}
+
 #[derive(Default)]
 struct Status {
     last_save: Option<SaveReport>,
     last_blob_collection: Option<BlobCollectionReport>,
     last_error: Option<String>,
+    last_rollback: Option<RollbackReport>,
     pending: BTreeSet<String>,
     loaded: bool,
 }
@@ -624,6 +789,12 @@ pub struct Persistence {
     last_blob_collection: Mutex<Option<Instant>>,
     /// The open `ON_REQUEST` journal the manifest names; only touched under `io_lock`.
     journal: Arc<Mutex<Option<Journal>>>,
+    /// `ON_REQUEST` only: per service, the state the data dir holds (what the last
+    /// successful commit or save wrote, or what was loaded or running at start), as O(1)
+    /// clones of persistent maps: what a failed commit rolls the service back to.
+    durable_states: Mutex<BTreeMap<String, Box<dyn ServiceState>>>,
+    /// Changes failed `ON_REQUEST` commits undid.
+    rolled_back: Mutex<RolledBack>,
 }
 
 impl Persistence {
@@ -652,6 +823,8 @@ impl Persistence {
             saved_blobs: Mutex::default(),
             last_blob_collection: Mutex::default(),
             journal: Arc::default(),
+            durable_states: Mutex::default(),
+            rolled_back: Mutex::default(),
             config,
         });
         let manifest = match p.dir.read_manifest() {
@@ -721,10 +894,28 @@ impl Persistence {
                 }
             });
         }
-        // Whatever was loaded is what is on disk: nothing to save yet.
-        p.runtime.changes().take();
-        p.durable_generation
-            .store(p.runtime.changes().generation(), Ordering::SeqCst);
+        // Whatever was loaded is what is on disk: nothing to save yet, and under `ON_REQUEST`
+        // the running state of every loaded service is what a failed commit rolls back to.
+        {
+            let exclusive = p.runtime.exclusive().await;
+            p.runtime.changes().take();
+            p.durable_generation
+                .store(p.runtime.changes().generation(), Ordering::SeqCst);
+            if on_request {
+                let pending = p.status.lock().pending.clone();
+                let names: Vec<&'static str> = p
+                    .runtime
+                    .service_names()
+                    .into_iter()
+                    .filter(|s| !pending.contains(*s))
+                    .collect();
+                let snapshot = p
+                    .runtime
+                    .capture_exclusive(&exclusive, &names, &ScopeFilter::all())
+                    .await?;
+                p.remember_durable(snapshot.services.iter());
+            }
+        }
         match p.config.save {
             SaveStrategy::Scheduled => {
                 let weak = Arc::downgrade(&p);
@@ -853,6 +1044,12 @@ impl Persistence {
             self.saved_blobs.lock().insert(name.clone(), referenced);
         }
         let loaded: Vec<String> = snapshot.services.keys().cloned().collect();
+        // What was read is what the data dir holds: a failed commit rolls back to it.
+        let durable: Vec<(String, Box<dyn ServiceState>)> = snapshot
+            .services
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let before = self.runtime.changes().generation();
         self.runtime
             .apply(snapshot, MergeStrategy::AccountRegionMerge)
@@ -862,6 +1059,7 @@ impl Persistence {
                     e.to_string(),
                 ))
             })?;
+        self.remember_durable(durable.iter().map(|(k, v)| (k, v)));
         // Loading is not a change to save.
         if self.runtime.changes().generation() != before {
             let mut dirty = self.runtime.changes().take();
@@ -900,41 +1098,130 @@ impl Persistence {
         only: Option<Vec<String>>,
     ) -> std::result::Result<SaveReport, PersistenceError> {
         let mut guard = self.io_lock.lock().await;
-        let started = Instant::now();
+        let result = self.save_locked(&mut guard, only).await;
+        drop(guard);
+        if result.is_ok() {
+            self.collect_blobs(false).await;
+        }
+        result
+    }
+
+    /// Captures the services `pick` chooses from the changed ones, together with the
+    /// generation the capture holds and the changes it covers, all under the capture barrier
+    /// (no write in progress), so "everything up to `generation` is in this capture" is exact.
+    /// Reading the generation outside the barrier let a change made between the read and the
+    /// capture be saved but counted as newer, or counted as saved and not be: under
+    /// `ON_REQUEST` that is the difference between answering a request 200 or 503.
+    /// Services not loaded yet keep their saved section and their change marks.
+    async fn capture_changes(
+        &self,
+        pick: impl FnOnce(&Dirty) -> Vec<String>,
+    ) -> std::result::Result<Captured, PersistenceError> {
+        let pending: BTreeSet<String> = self.status.lock().pending.clone();
+        let exclusive = self.runtime.exclusive().await;
         let generation = self.runtime.changes().generation();
         let mut dirty = self.runtime.changes().take();
-        let pending: BTreeSet<String> = self.status.lock().pending.clone();
-        let mut manifest = guard.clone().unwrap_or_default();
-        let mut names: Vec<String> = match &only {
-            Some(list) => list.clone(),
-            None => self
-                .runtime
-                .service_names()
-                .into_iter()
-                .filter(|s| dirty.contains_key(s) || !manifest.services.contains_key(*s))
-                .map(str::to_string)
-                .collect(),
-        };
-        // A service not loaded yet keeps its saved section.
+        let mut names = pick(&dirty);
         names.retain(|n| !pending.contains(n));
-        // Changes of services this save does not cover stay pending.
-        let others: BTreeMap<&'static str, BTreeSet<crate::scope::Scope>> = dirty
+        // Changes of services this capture does not cover stay pending.
+        let others: Dirty = dirty
             .iter()
             .filter(|(k, _)| !names.iter().any(|n| n == *k))
             .map(|(k, v)| (*k, v.clone()))
             .collect();
         dirty.retain(|k, _| names.iter().any(|n| n == k));
+        let complete = others.is_empty();
         self.runtime.changes().restore(others);
+        let captured = match self.runtime.select(Some(&names)) {
+            Ok(selected) => {
+                self.runtime
+                    .capture_exclusive(&exclusive, &selected, &ScopeFilter::all())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        drop(exclusive);
+        match captured {
+            Ok(snapshot) => Ok(Captured {
+                snapshot,
+                generation,
+                dirty,
+                names,
+                complete,
+            }),
+            Err(e) => {
+                self.runtime.changes().restore(dirty);
+                Err(io_err("cannot capture state for", &self.dir.root)(
+                    io::Error::other(e.to_string()),
+                ))
+            }
+        }
+    }
+
+    /// `ON_REQUEST` only: remembers `states` as what the data dir now holds for their
+    /// services, the state a failed commit rolls them back to. O(1) clones of persistent
+    /// maps; other strategies never roll back and keep nothing.
+    fn remember_durable<'a>(
+        &self,
+        states: impl IntoIterator<Item = (&'a String, &'a Box<dyn ServiceState>)>,
+    ) {
+        if self.config.save != SaveStrategy::OnRequest {
+            return;
+        }
+        let mut durable = self.durable_states.lock();
+        for (name, state) in states {
+            durable.insert(name.clone(), state.clone());
+        }
+    }
+
+    async fn save_locked(
+        &self,
+        guard: &mut tokio::sync::MutexGuard<'_, Option<StateManifest>>,
+        only: Option<Vec<String>>,
+    ) -> std::result::Result<SaveReport, PersistenceError> {
+        let started = Instant::now();
+        let mut manifest = guard.clone().unwrap_or_default();
+        let on_request = self.config.save == SaveStrategy::OnRequest;
+        let running = self.runtime.service_names();
+        let known = manifest.services.clone();
+        let Captured {
+            snapshot,
+            generation,
+            dirty,
+            names,
+            complete,
+        } = self
+            .capture_changes(|dirty| {
+                let mut names: Vec<String> = match &only {
+                    Some(list) => list.clone(),
+                    None => running
+                        .into_iter()
+                        .filter(|s| dirty.contains_key(s) || !known.contains_key(*s))
+                        .map(str::to_string)
+                        .collect(),
+                };
+                // `ON_REQUEST` requests wait for "everything up to generation N is durable":
+                // a save that left a changed service out would advance N past its change.
+                if on_request {
+                    for s in dirty.keys() {
+                        if !names.iter().any(|n| n == s) {
+                            names.push((*s).to_string());
+                        }
+                    }
+                }
+                names
+            })
+            .await?;
         let result = async {
-            let snapshot = self
-                .runtime
-                .capture(Some(&names), &ScopeFilter::all())
-                .await
-                .map_err(|e| {
-                    io_err("cannot capture state for", &self.dir.root)(io::Error::other(
-                        e.to_string(),
-                    ))
-                })?;
+            let durable: Vec<(String, Box<dyn ServiceState>)> = if on_request {
+                snapshot
+                    .services
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let dir = self.dir.clone();
             // Encoding and writing at a lower CPU priority: a scheduled save must not take
             // the CPU from the requests it runs beside.
@@ -965,7 +1252,6 @@ impl Persistence {
             // Fold the journal: its newest chunk lists (for services this save did not
             // rewrite) join the manifest, their chunks become objects, and `ON_REQUEST` gets a
             // fresh journal, all named by the one manifest written below.
-            let on_request = self.config.save == SaveStrategy::OnRequest;
             let journal = self.journal.clone();
             let store = self.dir.chunk_store();
             let root = self.dir.root.clone();
@@ -1049,39 +1335,34 @@ impl Persistence {
                 let _ = fs::remove_file(old.path());
             }
             self.saved_blobs.lock().extend(blob_refs);
+            self.remember_durable(durable.iter().map(|(k, v)| (k, v)));
             Ok::<u64, PersistenceError>(bytes)
         }
         .await;
         match result {
             Ok(bytes) => {
-                *guard = Some(manifest.clone());
+                **guard = Some(manifest.clone());
                 // Under the lock: a journal commit must not name an object being collected.
                 let dir = self.dir.clone();
                 let removed = tokio::task::spawn_blocking(move || dir.collect_objects(&manifest))
                     .await
                     .unwrap_or(0);
-                drop(guard);
                 tracing::debug!(removed, "unreferenced objects removed");
-                let report = self.succeeded(names, bytes, started, generation);
-                self.collect_blobs(false).await;
-                Ok(report)
+                Ok(self.succeeded(names, bytes, started, generation, complete))
             }
-            Err(e) => {
-                drop(guard);
-                dirty.retain(|k, _| !pending.contains(*k));
-                Err(self.failed(dirty, e, "save"))
-            }
+            Err(e) => Err(self.failed(dirty, e, "save")),
         }
     }
 
-    /// Records a save or commit that made everything up to `generation` durable, and wakes
-    /// the requests waiting for it.
+    /// Records a save or commit that wrote everything up to `generation` (if `complete`: no
+    /// changed service was left out), and wakes the requests waiting for it.
     fn succeeded(
         &self,
         services: Vec<String>,
         bytes: u64,
         started: Instant,
         generation: u64,
+        complete: bool,
     ) -> SaveReport {
         let report = SaveReport {
             time: now_rfc3339(),
@@ -1096,130 +1377,227 @@ impl Persistence {
             st.last_save = Some(report.clone());
             st.last_error = None;
         }
-        self.durable_generation
-            .fetch_max(generation, Ordering::SeqCst);
-        self.durable.notify_waiters();
+        if complete {
+            self.advance(generation);
+        }
         report
     }
 
-    /// Records a failed save or commit. Nothing is lost: its changes (`dirty`) stay pending
-    /// for the next one, and the waiting requests wake to see the error.
-    fn failed(
-        &self,
-        dirty: BTreeMap<&'static str, BTreeSet<crate::scope::Scope>>,
-        e: PersistenceError,
-        what: &str,
-    ) -> PersistenceError {
+    /// Everything up to `generation` is durable (or was rolled back): wakes the requests
+    /// waiting for it.
+    fn advance(&self, generation: u64) {
+        self.durable_generation
+            .fetch_max(generation, Ordering::SeqCst);
+        self.durable.notify_waiters();
+    }
+
+    /// Records a failed save or commit. Its changes (`dirty`) stay pending for the next one;
+    /// the error is what health, the log and (after an `ON_REQUEST` rollback) the requests
+    /// whose changes were undone report. Waiting requests are not woken: a failed
+    /// `ON_REQUEST` commit wakes them when it has rolled back, and after any other failed
+    /// save they keep waiting for the next commit.
+    fn failed(&self, dirty: Dirty, e: PersistenceError, what: &str) -> PersistenceError {
         self.runtime.changes().restore(dirty);
         tracing::error!(error = %e, "{what} failed; the previous saved state is intact");
         self.status.lock().last_error = Some(e.to_string());
-        self.durable.notify_waiters();
         e
     }
 
     /// An `ON_REQUEST` group commit: the changed services' new chunks and chunk lists appended
     /// to the journal with one `fdatasync`, instead of a full save's files, renames and
     /// directory syncs. Folds the journal into the object store once it is large.
+    ///
+    /// If the commit fails, the changes it could not make durable are rolled back before the
+    /// data-dir lock is released ([`Persistence::roll_back`]): a request answered "could not
+    /// be made durable" must not find its change applied, nor saved by a later save.
     pub async fn commit(&self) -> std::result::Result<SaveReport, PersistenceError> {
-        if self.journal.lock().is_none() {
-            return self.save(None).await;
+        let mut guard = self.io_lock.lock().await;
+        let result = if self.journal.lock().is_none() {
+            self.save_locked(&mut guard, None).await
+        } else {
+            self.append_commit().await
+        };
+        if let Err(e) = &result
+            && self.config.save == SaveStrategy::OnRequest
+        {
+            self.roll_back(e).await;
         }
-        let guard = self.io_lock.lock().await;
-        let started = Instant::now();
-        let generation = self.runtime.changes().generation();
-        let mut dirty = self.runtime.changes().take();
-        let pending: BTreeSet<String> = self.status.lock().pending.clone();
-        let others: BTreeMap<&'static str, BTreeSet<crate::scope::Scope>> = dirty
-            .iter()
-            .filter(|(k, _)| pending.contains(**k))
-            .map(|(k, v)| (*k, v.clone()))
-            .collect();
-        dirty.retain(|k, _| !pending.contains(*k));
-        self.runtime.changes().restore(others);
-        let names: Vec<String> = dirty.keys().map(|s| s.to_string()).collect();
-        let result = async {
-            if names.is_empty() {
-                return Ok((0, BTreeMap::new(), 0));
-            }
-            let snapshot = self
-                .runtime
-                .capture(Some(&names), &ScopeFilter::all())
-                .await
-                .map_err(|e| {
-                    io_err("cannot capture state for", &self.dir.root)(io::Error::other(
-                        e.to_string(),
-                    ))
-                })?;
-            let journal = self.journal.clone();
-            let store = self.dir.chunk_store();
-            let blobs = self.runtime.blobs().clone();
-            let root = self.dir.root.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut j = journal.lock();
-                let Some(j) = j.as_mut() else {
-                    return Err(io::Error::other("the journal is closed"));
-                };
-                let t0 = Instant::now();
-                let mut refs = BTreeMap::new();
-                let mut chunks = Vec::new();
-                let mut blob_refs = BTreeMap::new();
-                for (name, state) in &snapshot.services {
-                    let known = |d: &Digest| j.has_chunk(d);
-                    let (list, size, new) = store.encode_inline(
-                        |w| {
-                            state
-                                .encode_to(w)
-                                .map_err(|e| io::Error::other(e.to_string()))
-                        },
-                        &known,
-                    )?;
-                    refs.insert(
-                        name.clone(),
-                        ObjectRef {
-                            state_version: state.version(),
-                            digest: chunks::section_digest(&list),
-                            size,
-                            chunks: list,
-                        },
-                    );
-                    chunks.extend(new);
-                    blob_refs.insert(name.clone(), state.blobs());
-                }
-                drop(snapshot);
-                let t1 = Instant::now();
-                // Blobs the commit refers to are durable before the commit is.
-                blobs.sync_pending()?;
-                let t2 = Instant::now();
-                let bytes = j.append(refs, chunks)?;
-                tracing::debug!(
-                    encode_us = (t1 - t0).as_micros() as u64,
-                    blob_sync_us = (t2 - t1).as_micros() as u64,
-                    append_us = t2.elapsed().as_micros() as u64,
-                    bytes,
-                    "journal commit"
-                );
-                Ok((bytes, blob_refs, j.len()))
-            })
-            .await
-            .map_err(|e| io_err("cannot commit to", &root)(io::Error::other(e.to_string())))?
-            .map_err(io_err("cannot commit to the journal in", &self.dir.root))
-        }
-        .await;
         drop(guard);
+        let report = result?;
+        let journal_len = self.journal.lock().as_ref().map_or(0, Journal::len);
+        if journal_len > journal::COMPACT_AT
+            && let Err(e) = self.save(Some(Vec::new())).await
+        {
+            tracing::warn!(error = %e, "folding the journal failed; it keeps growing until a fold succeeds");
+        }
+        self.collect_blobs(false).await;
+        Ok(report)
+    }
+
+    /// The journal append of [`Persistence::commit`]; the caller holds `io_lock`.
+    async fn append_commit(&self) -> std::result::Result<SaveReport, PersistenceError> {
+        let started = Instant::now();
+        let Captured {
+            snapshot,
+            generation,
+            dirty,
+            names,
+            complete,
+        } = self
+            .capture_changes(|dirty| dirty.keys().map(|s| s.to_string()).collect())
+            .await?;
+        if names.is_empty() {
+            // Nothing changed since the last commit: not a save to report, but every change
+            // up to `generation` is durable (or was rolled back).
+            if complete {
+                self.advance(generation);
+            }
+            return Ok(SaveReport {
+                time: now_rfc3339(),
+                services: Vec::new(),
+                bytes_written: 0,
+                duration_ms: 0,
+            });
+        }
+        let durable: Vec<(String, Box<dyn ServiceState>)> = snapshot
+            .services
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let journal = self.journal.clone();
+        let store = self.dir.chunk_store();
+        let blobs = self.runtime.blobs().clone();
+        let root = self.dir.root.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut j = journal.lock();
+            let Some(j) = j.as_mut() else {
+                return Err(io::Error::other("the journal is closed"));
+            };
+            let t0 = Instant::now();
+            let mut refs = BTreeMap::new();
+            let mut chunks = Vec::new();
+            let mut blob_refs = BTreeMap::new();
+            for (name, state) in &snapshot.services {
+                let known = |d: &Digest| j.has_chunk(d);
+                let (list, size, new) =
+                    store.encode_inline(|w| encode_section(state.as_ref(), w), &known)?;
+                refs.insert(
+                    name.clone(),
+                    ObjectRef {
+                        state_version: state.version(),
+                        digest: chunks::section_digest(&list),
+                        size,
+                        chunks: list,
+                    },
+                );
+                chunks.extend(new);
+                blob_refs.insert(name.clone(), state.blobs());
+            }
+            drop(snapshot);
+            let t1 = Instant::now();
+            // Blobs the commit refers to are durable before the commit is.
+            blobs.sync_pending()?;
+            let t2 = Instant::now();
+            let bytes = j.append(refs, chunks)?;
+            tracing::debug!(
+                encode_us = (t1 - t0).as_micros() as u64,
+                blob_sync_us = (t2 - t1).as_micros() as u64,
+                append_us = t2.elapsed().as_micros() as u64,
+                bytes,
+                "journal commit"
+            );
+            Ok((bytes, blob_refs))
+        })
+        .await
+        .map_err(|e| io_err("cannot commit to", &root)(io::Error::other(e.to_string())))
+        .and_then(|r| r.map_err(io_err("cannot commit to the journal in", &self.dir.root)));
         match result {
-            Ok((bytes, blob_refs, journal_len)) => {
+            Ok((bytes, blob_refs)) => {
                 self.saved_blobs.lock().extend(blob_refs);
-                let report = self.succeeded(names, bytes, started, generation);
-                if journal_len > journal::COMPACT_AT
-                    && let Err(e) = self.save(Some(Vec::new())).await
-                {
-                    tracing::warn!(error = %e, "folding the journal failed; it keeps growing until a fold succeeds");
-                }
-                self.collect_blobs(false).await;
-                Ok(report)
+                self.remember_durable(durable.iter().map(|(k, v)| (k, v)));
+                Ok(self.succeeded(names, bytes, started, generation, complete))
             }
             Err(e) => Err(self.failed(dirty, e, "journal commit")),
         }
+    }
+
+    /// Undoes every change that is not durable after a failed `ON_REQUEST` commit, then wakes
+    /// the waiting requests, which answer 503 naming `cause` when their change is among those
+    /// undone (their generation lies in the range recorded here).
+    ///
+    /// Under the capture barrier held exclusively (no write half done), each service with
+    /// pending changes gets back the state its last successful commit or save wrote (or that
+    /// was loaded) through its provider's `restore`, which also rebuilds what is derived at
+    /// run time (SQS timers and long polls, as after a restart: an SQS queue's clock resumes
+    /// from that state's capture). Nothing is left marked changed: the state equals the saved
+    /// one. Every change in `(durable generation, current generation]` is undone, the failed
+    /// commit's and any made since its capture alike, so "in the range" means exactly "undone";
+    /// a change made after the rollback waits for the next commit as usual. Changes no request
+    /// waited for (timer-driven ones, an internal-API import since the last commit) are undone
+    /// too: they were not durable either. Blobs stored by undone requests are no longer
+    /// referenced and blob collection removes them after the grace period.
+    ///
+    /// Runs with `io_lock` held, so no other save can write the changes between the failure
+    /// and their undoing.
+    async fn roll_back(&self, cause: &PersistenceError) {
+        let pending: BTreeSet<String> = self.status.lock().pending.clone();
+        let exclusive = self.runtime.exclusive().await;
+        let upto = self.runtime.changes().generation();
+        let after = self.durable_generation.load(Ordering::SeqCst);
+        let dirty = self.runtime.changes().take();
+        // (service, its pending scopes, the state to put back)
+        type Target = (
+            &'static str,
+            BTreeSet<crate::scope::Scope>,
+            Option<Box<dyn ServiceState>>,
+        );
+        let targets: Vec<Target> = {
+            let durable = self.durable_states.lock();
+            dirty
+                .into_iter()
+                .map(|(service, scopes)| {
+                    let target = (!pending.contains(service))
+                        .then(|| durable.get(service).cloned())
+                        .flatten();
+                    (service, scopes, target)
+                })
+                .collect()
+        };
+        let mut kept = Dirty::new();
+        let mut undone = Vec::new();
+        for (service, scopes, target) in targets {
+            let Some(state) = target else {
+                tracing::error!(
+                    service,
+                    "no saved state to roll back to; the uncommitted changes stay and are saved by the next commit"
+                );
+                kept.insert(service, scopes);
+                continue;
+            };
+            match self.runtime.reinstall(&exclusive, service, state).await {
+                Ok(()) => undone.push(service.to_string()),
+                Err(e) => {
+                    tracing::error!(service, error = %e, "cannot roll the uncommitted changes back; they stay and are saved by the next commit");
+                    kept.insert(service, scopes);
+                }
+            }
+        }
+        self.runtime.changes().restore(kept);
+        let cause = cause.to_string();
+        self.rolled_back.lock().record(after, upto, &cause);
+        drop(exclusive);
+        tracing::warn!(
+            services = ?undone,
+            changes = upto.saturating_sub(after),
+            "rolled back the changes the failed commit could not make durable; their requests are answered 503"
+        );
+        self.status.lock().last_rollback = Some(RollbackReport {
+            time: now_rfc3339(),
+            services: undone,
+            changes: upto.saturating_sub(after),
+            error: cause,
+        });
+        self.durable.notify_waiters();
     }
 
     /// Removes blobs that neither the saved state nor the running state refers to (deleted
@@ -1328,27 +1706,34 @@ impl RequestHooks for Persistence {
             })
     }
 
-    async fn after_change(&self, _service: &'static str) -> std::result::Result<(), AwsError> {
+    async fn after_change(
+        &self,
+        _service: &'static str,
+        generation: u64,
+    ) -> std::result::Result<(), AwsError> {
         if self.config.save != SaveStrategy::OnRequest {
             return Ok(());
         }
-        let target = self.runtime.changes().generation();
         loop {
+            // Created before the checks: a commit or rollback finishing between the checks
+            // and the wait still wakes it.
             let notified = self.durable.notified();
-            if self.durable_generation.load(Ordering::SeqCst) >= target {
+            // First: a later successful commit moves the durable generation past an undone
+            // change.
+            if let Some(cause) = self.rolled_back.lock().cause_of(generation) {
+                return Err(AwsError::new(
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    format!(
+                        "the change could not be made durable and was undone (nothing changed; retry when the data directory is writable again): {cause}"
+                    ),
+                ));
+            }
+            if self.durable_generation.load(Ordering::SeqCst) >= generation {
                 return Ok(());
             }
             self.save_requested.notify_one();
             notified.await;
-            if self.durable_generation.load(Ordering::SeqCst) < target
-                && let Some(err) = self.status.lock().last_error.clone()
-            {
-                return Err(AwsError::new(
-                    http::StatusCode::SERVICE_UNAVAILABLE,
-                    "ServiceUnavailable",
-                    format!("the change could not be made durable: {err}"),
-                ));
-            }
         }
     }
 
@@ -1367,6 +1752,7 @@ impl RequestHooks for Persistence {
                 "bytes": j.len(),
             })),
             "last_error": st.last_error,
+            "last_rollback": st.last_rollback,
             "pending_services": st.pending,
             "loaded": st.loaded,
             "bytes_written": self.bytes_written(),
@@ -1407,5 +1793,67 @@ impl RequestHooks for Persistence {
                 e.to_string(),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer on a full disk.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(28))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_encoder_failing_to_write_reports_the_disk_error_not_its_own() {
+        let err = rmp_serde::encode::write(&mut Full, &vec![7u64; 100]).unwrap_err();
+        assert!(err.to_string().contains("invalid value write"), "{err}");
+        let root = root_io_error(&err);
+        assert_eq!(root.raw_os_error(), Some(28));
+        let shown = io_err(
+            "cannot write the state into",
+            Path::new("/data/state/objects"),
+        )(root)
+        .to_string();
+        assert!(
+            shown.contains("No space left on device (os error 28)"),
+            "{shown}"
+        );
+        // An error that is not I/O keeps its own message.
+        let plain = rmp_serde::encode::Error::Syntax("bad".into());
+        assert_eq!(root_io_error(&plain).to_string(), "bad");
+    }
+
+    #[test]
+    fn rolled_back_ranges_answer_exactly_their_generations_and_merge_while_the_disk_stays_full() {
+        let mut r = RolledBack::default();
+        r.record(10, 14, "first");
+        assert_eq!(r.cause_of(10), None, "durable before the failure");
+        assert_eq!(r.cause_of(11).as_deref(), Some("first"));
+        assert_eq!(r.cause_of(14).as_deref(), Some("first"));
+        assert_eq!(r.cause_of(15), None, "made after the rollback");
+        // No commit succeeded in between: the next range starts at the same durable point.
+        r.record(10, 20, "second");
+        assert_eq!(r.ranges.len(), 1);
+        assert_eq!(r.cause_of(12).as_deref(), Some("second"));
+        assert_eq!(r.cause_of(20).as_deref(), Some("second"));
+        // A commit succeeded up to 30, then one failed.
+        r.record(30, 31, "third");
+        assert_eq!(r.cause_of(25), None);
+        assert_eq!(r.cause_of(31).as_deref(), Some("third"));
+        r.record(31, 31, "empty");
+        assert_eq!(r.ranges.len(), 2);
+        for k in 0..(RolledBack::KEEP as u64 + 5) {
+            r.record(100 + 2 * k, 101 + 2 * k, "many");
+        }
+        assert_eq!(r.ranges.len(), RolledBack::KEEP);
     }
 }

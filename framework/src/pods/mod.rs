@@ -17,6 +17,7 @@ pub use crate::diff;
 pub mod launch;
 pub mod layout;
 pub mod oci;
+mod private_fs;
 pub mod remote;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -445,7 +446,16 @@ impl Pods {
     pub fn resolve(&self, remote: Option<&str>) -> Result<Arc<dyn Remote>, PodError> {
         let Some(remote) = remote.map(str::trim).filter(|r| !r.is_empty()) else {
             let location = format!("the local store ({})", self.root.display());
-            return Ok(Arc::new(remote::StoreRemote::local(&self.root, &location)?));
+            // Inside the data dir, which is owner-only (directories 0700, files 0600).
+            let fs = private_fs::PrivateFs::new(&self.root).map_err(|e| PodError::Remote {
+                location: location.clone(),
+                message: format!("cannot create {}: {e}", self.root.display()),
+            })?;
+            return Ok(Arc::new(remote::StoreRemote::new(
+                Arc::new(fs),
+                &location,
+                true,
+            )));
         };
         let url = if remote.contains("://") {
             remote.to_string()
@@ -1285,6 +1295,10 @@ pub async fn load_from(
                         UnwrapError::Damaged(m) => PodError::Corrupt {
                             what: format!("{name}:{version} encryption key"),
                             message: m,
+                        },
+                        e @ UnwrapError::WorkFactorTooHigh { .. } => PodError::Corrupt {
+                            what: format!("{name}:{version} encryption key"),
+                            message: e.to_string(),
                         },
                     })
                 })

@@ -95,20 +95,19 @@ pub(crate) async fn dispatch(app: Arc<App>, req: Request<Body>) -> Response<Body
             .and_then(|h| h.to_str().ok())
             .unwrap_or(&app.listen)
     );
-    let generation = app.runtime.changes().generation();
-    let resp = service
-        .handle(AwsRequest {
-            scope,
-            access_key_id,
-            endpoint,
-            request: req,
-        })
-        .await;
+    // The request's own newest change, not the global generation: see `track_changes`.
+    let (resp, changed) = crate::service::track_changes(service.handle(AwsRequest {
+        scope,
+        access_key_id,
+        endpoint,
+        request: req,
+    }))
+    .await;
     if let Some(hooks) = &app.hooks
-        && app.runtime.changes().generation() != generation
-        && let Err(e) = hooks.after_change(service_name).await
+        && let Some(generation) = changed
+        && let Err(e) = hooks.after_change(service_name, generation).await
     {
-        tracing::error!(service = service_name, error = %e, "change was applied but could not be made durable");
+        tracing::error!(service = service_name, error = %e, "the change could not be made durable and was undone");
         return ErrorShape::guess(target.is_some(), &http::Request::new(Body::empty())).render(&e);
     }
     resp

@@ -28,8 +28,11 @@ pub use api::{ApiError, health_document};
 pub trait RequestHooks: Send + Sync {
     /// Runs before a request is handed to `service`.
     async fn before_request(&self, service: &'static str) -> Result<(), AwsError>;
-    /// Runs after a request to `service` changed state; the response waits for it.
-    async fn after_change(&self, service: &'static str) -> Result<(), AwsError>;
+    /// Runs after a request to `service` changed state, `generation` being the newest change
+    /// it made ([`crate::service::track_changes`]); the response waits for it. An error
+    /// means the change is not there (persistence rolled it back), so the request may be
+    /// retried as is.
+    async fn after_change(&self, service: &'static str, generation: u64) -> Result<(), AwsError>;
     /// Extra JSON for `/_cryopod/health` (persistence status).
     fn health(&self) -> serde_json::Value;
     /// Saves now (`POST /_cryopod/state/save`); `services` narrows it.
