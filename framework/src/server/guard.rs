@@ -205,7 +205,7 @@ impl<'a> Provenance<'a> {
     }
 
     /// Only browsers send these; SDKs, the CLI and curl send neither.
-    fn from_browser(&self) -> bool {
+    fn sent_by_browser(&self) -> bool {
         self.origin.is_some() || self.sec_fetch_site.is_some()
     }
 
@@ -335,7 +335,7 @@ pub(super) enum Gate {
 /// Decides an AWS request routed to `service` (see the module docs).
 pub(super) fn aws_gate(app: &App, req: &http::Request<Body>, service: &dyn Service) -> Gate {
     let seen = Provenance::of(req.headers(), req.uri());
-    if !seen.from_browser() {
+    if !seen.sent_by_browser() {
         return Gate::Pass;
     }
     let refuse = |message: String| {
