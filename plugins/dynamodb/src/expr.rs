@@ -15,6 +15,30 @@ use crate::value::AttrValue;
 
 const RESERVED: &str = include_str!("reserved_words.txt");
 
+/// Longest expression string DynamoDB accepts, in bytes, for each of the five kinds (AWS
+/// quota "expression parameters": 4 KB). Measured on the raw text, before placeholders are
+/// substituted. Besides matching AWS, it bounds every other cost of an expression.
+pub const MAX_EXPRESSION_BYTES: usize = 4096;
+/// Most operators and functions one expression may use (AWS quota: 300). Comparators,
+/// `AND`, `OR`, `NOT`, `BETWEEN`, `IN`, functions and SET's `+`/`-` each count once;
+/// parentheses, commas and SET's `=` do not. Every level of nesting the grammar allows,
+/// bar redundant parentheses (refused), costs one of them, so this also bounds the depth
+/// of every parsed tree, and with it every recursion over one (evaluation, drop).
+pub const MAX_OPERATORS: usize = 300;
+/// Most operands of `IN` (AWS quota: 100).
+pub const MAX_IN_OPERANDS: usize = 100;
+/// Most levels of a document path such as `a.b[2].c` (AWS quota: 32).
+pub const MAX_PATH_DEPTH: usize = 32;
+/// Deepest nesting of update functions the parser keeps open. The parser itself never
+/// recurses (conditions and operands are read with explicit stacks), but the trees it
+/// builds are recursed over later (evaluation, drop); each nested function already counts
+/// against [`MAX_OPERATORS`], and this is the parser's own guard on top, so that no future
+/// change to what counts can let a tree grow deep. One more than [`MAX_OPERATORS`], so it
+/// never refuses an expression AWS accepts. The `stack_*` unit tests prove that the
+/// deepest trees the limits let through are evaluated and dropped well within a thread's
+/// stack when unoptimised.
+pub const MAX_NESTING: usize = MAX_OPERATORS + 1;
+
 /// Whether `word` is one of DynamoDB's 573 reserved words (case-insensitive).
 pub fn is_reserved(word: &str) -> bool {
     static SET: OnceLock<BTreeSet<&'static str>> = OnceLock::new();
@@ -370,9 +394,32 @@ fn tokenize(src: &str, kind: Kind) -> Result<Vec<Tok>, DdbError> {
 
 struct Parser<'a> {
     toks: Vec<Tok>,
+    /// For each `(` token, the index of its matching `)` (`None` for other tokens and for
+    /// unclosed parentheses): lets a group see, as it opens, whether it is redundant.
+    closing: Vec<Option<usize>>,
     pos: usize,
     kind: Kind,
     ph: &'a mut Placeholders,
+    /// Operators and functions seen so far (see [`MAX_OPERATORS`]).
+    operators: usize,
+}
+
+/// The matching `)` of every `(` in `toks`, found without recursion.
+fn match_parens(toks: &[Tok]) -> Vec<Option<usize>> {
+    let mut closing = vec![None; toks.len()];
+    let mut open = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        match t {
+            Tok::LParen => open.push(i),
+            Tok::RParen => {
+                if let Some(o) = open.pop() {
+                    closing[o] = Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    closing
 }
 
 const CONDITION_FUNCTIONS: &[&str] = &[
@@ -393,12 +440,38 @@ impl<'a> Parser<'a> {
                 kind.name()
             )));
         }
+        if src.len() > MAX_EXPRESSION_BYTES {
+            // AWS adds the size for conditions and filters only.
+            let size = match kind {
+                Kind::Condition | Kind::Filter => format!(" expression size: {}", src.len()),
+                _ => String::new(),
+            };
+            return Err(DdbError::validation(format!(
+                "Invalid {}: Expression size has exceeded the maximum allowed size;{size}",
+                kind.name()
+            )));
+        }
+        let toks = tokenize(src, kind)?;
         Ok(Parser {
-            toks: tokenize(src, kind)?,
+            closing: match_parens(&toks),
+            toks,
             pos: 0,
             kind,
             ph,
+            operators: 0,
         })
+    }
+
+    /// Counts one operator or function against [`MAX_OPERATORS`].
+    fn operator(&mut self) -> Result<(), DdbError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(self.err(format!(
+                "The expression contains too many operators; operator count: {}",
+                self.operators
+            )));
+        }
+        Ok(())
     }
 
     fn err(&self, what: impl AsRef<str>) -> DdbError {
@@ -540,6 +613,12 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
+        if p.len() > MAX_PATH_DEPTH {
+            return Err(self.err(format!(
+                "The document path has too many nesting levels; nesting levels: {}",
+                p.len()
+            )));
+        }
         Ok(p)
     }
 
@@ -557,51 +636,98 @@ impl<'a> Parser<'a> {
             return Ok(first);
         }
         if self.eat(&Tok::Plus) {
+            self.operator()?;
             let second = self.operand_atom(update)?;
             return Ok(Operand::Plus(Box::new(first), Box::new(second)));
         }
         if self.eat(&Tok::Minus) {
+            self.operator()?;
             let second = self.operand_atom(update)?;
             return Ok(Operand::Minus(Box::new(first), Box::new(second)));
         }
         Ok(first)
     }
 
+    /// A path, a value, or a function call. Update functions nest (`list_append(
+    /// list_append(…), …)`); they are read with an explicit stack of the calls still open,
+    /// not recursion, so nesting costs heap rather than stack, and that stack is held to
+    /// [`MAX_NESTING`] (the operator count already caps it at 300).
     fn operand_atom(&mut self, update: bool) -> Result<Operand, DdbError> {
-        if let Some(f) = self.is_function_call() {
-            let fname = f.as_str();
-            let allowed = if update {
-                UPDATE_FUNCTIONS.contains(&fname)
-            } else {
-                fname == "size"
-            };
-            if !allowed {
-                if CONDITION_FUNCTIONS.contains(&fname) || UPDATE_FUNCTIONS.contains(&fname) {
+        /// A function call whose arguments are still being read.
+        enum Open {
+            IfNotExists(Path),
+            ListAppend,
+            ListAppendThen(Operand),
+        }
+        let mut open: Vec<Open> = Vec::new();
+        loop {
+            // Down: step into calls until an argument that is not one.
+            let mut v = loop {
+                let Some(f) = self.operand_function(update)? else {
+                    break self.plain_operand()?;
+                };
+                if f == "size" {
+                    let p = self.path()?;
+                    self.expect(&Tok::RParen)?;
+                    break Operand::Size(p);
+                }
+                if open.len() >= MAX_NESTING {
                     return Err(self.err(format!(
-                        "The function is not allowed to be used this way in an expression; function: {fname}"
+                        "The expression is nested too deeply; nesting levels exceed {MAX_NESTING}"
                     )));
                 }
-                return Err(self.err(format!("Invalid function name; function: {fname}")));
-            }
-            self.pos += 2;
-            let out = match fname {
-                "size" => Operand::Size(self.path()?),
-                "if_not_exists" => {
+                if f == "if_not_exists" {
                     let p = self.path()?;
                     self.expect(&Tok::Comma)?;
-                    let v = self.operand_atom(update)?;
-                    Operand::IfNotExists(p, Box::new(v))
-                }
-                _ => {
-                    let a = self.operand_atom(update)?;
-                    self.expect(&Tok::Comma)?;
-                    let b = self.operand_atom(update)?;
-                    Operand::ListAppend(Box::new(a), Box::new(b))
+                    open.push(Open::IfNotExists(p));
+                } else {
+                    open.push(Open::ListAppend);
                 }
             };
-            self.expect(&Tok::RParen)?;
-            return Ok(out);
+            // Up: close the calls that are complete.
+            loop {
+                match open.pop() {
+                    None => return Ok(v),
+                    Some(Open::IfNotExists(p)) => {
+                        self.expect(&Tok::RParen)?;
+                        v = Operand::IfNotExists(p, Box::new(v));
+                    }
+                    Some(Open::ListAppendThen(a)) => {
+                        self.expect(&Tok::RParen)?;
+                        v = Operand::ListAppend(Box::new(a), Box::new(v));
+                    }
+                    Some(Open::ListAppend) => {
+                        self.expect(&Tok::Comma)?;
+                        open.push(Open::ListAppendThen(v));
+                        break;
+                    }
+                }
+            }
         }
+    }
+
+    /// If a function call starts here, checks that it may be used as an operand, steps
+    /// over `name(` and counts it as an operator.
+    fn operand_function(&mut self, update: bool) -> Result<Option<&'static str>, DdbError> {
+        let Some(f) = self.is_function_call() else {
+            return Ok(None);
+        };
+        let allowed: &[&'static str] = if update { UPDATE_FUNCTIONS } else { &["size"] };
+        let Some(name) = allowed.iter().copied().find(|n| *n == f) else {
+            if CONDITION_FUNCTIONS.contains(&f.as_str()) || UPDATE_FUNCTIONS.contains(&f.as_str()) {
+                return Err(self.err(format!(
+                    "The function is not allowed to be used this way in an expression; function: {f}"
+                )));
+            }
+            return Err(self.err(format!("Invalid function name; function: {f}")));
+        };
+        self.pos += 2;
+        self.operator()?;
+        Ok(Some(name))
+    }
+
+    /// A path or a `:value`.
+    fn plain_operand(&mut self) -> Result<Operand, DdbError> {
         match self.peek().cloned() {
             Some(Tok::Value(v)) => {
                 self.pos += 1;
@@ -612,37 +738,78 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A condition: `NOT` binds tightest, then `AND`, then `OR`, all left-associative, with
+    /// parentheses grouping. Read with explicit stacks (operator precedence), not recursive
+    /// descent, so that nesting costs heap rather than stack: no input, however deep its
+    /// parentheses, can exhaust a thread's stack here. Only a primary (a comparison or a
+    /// function) is read by a call, and primaries never contain conditions.
     fn condition(&mut self) -> Result<Cond, DdbError> {
-        let mut left = self.and_cond()?;
-        while self.eat_kw("OR") {
-            let right = self.and_cond()?;
-            left = Cond::Or(Box::new(left), Box::new(right));
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut out: Vec<Cond> = Vec::new();
+        loop {
+            // An operand: any `NOT`s and opening parentheses, then a primary.
+            loop {
+                if self.eat_kw("NOT") {
+                    self.operator()?;
+                    pending.push(Pending::Not);
+                } else if self.peek() == Some(&Tok::LParen) {
+                    self.open_group()?;
+                    pending.push(Pending::Group);
+                } else {
+                    break;
+                }
+            }
+            out.push(self.primary_cond()?);
+            // Then closing parentheses, and an `AND`/`OR` or the end.
+            loop {
+                if self.peek().is_some_and(|t| t.is_kw("AND")) {
+                    self.pos += 1;
+                    self.operator()?;
+                    reduce(&mut pending, &mut out, Pending::And.precedence())?;
+                    pending.push(Pending::And);
+                    break;
+                }
+                if self.peek().is_some_and(|t| t.is_kw("OR")) {
+                    self.pos += 1;
+                    self.operator()?;
+                    reduce(&mut pending, &mut out, Pending::Or.precedence())?;
+                    pending.push(Pending::Or);
+                    break;
+                }
+                let in_group = pending.contains(&Pending::Group);
+                if in_group && self.eat(&Tok::RParen) {
+                    reduce(&mut pending, &mut out, Pending::Or.precedence())?;
+                    pending.pop();
+                    continue;
+                }
+                if in_group {
+                    return Err(self.syntax());
+                }
+                reduce(&mut pending, &mut out, Pending::Or.precedence())?;
+                return match (out.pop(), out.is_empty()) {
+                    (Some(c), true) => Ok(c),
+                    _ => Err(unbalanced()),
+                };
+            }
         }
-        Ok(left)
     }
 
-    fn and_cond(&mut self) -> Result<Cond, DdbError> {
-        let mut left = self.not_cond()?;
-        while self.eat_kw("AND") {
-            let right = self.not_cond()?;
-            left = Cond::And(Box::new(left), Box::new(right));
+    /// Steps over the `(` of a group, refusing `((c))` as AWS does (a group that only wraps
+    /// another group); checked as the group opens, from the precomputed matching `)`.
+    fn open_group(&mut self) -> Result<(), DdbError> {
+        let close = self.closing[self.pos];
+        if close.is_some()
+            && self.peek_at(1) == Some(&Tok::LParen)
+            && self.closing[self.pos + 1].map(|c| c + 1) == close
+        {
+            return Err(self.err("The expression has redundant parentheses;"));
         }
-        Ok(left)
+        self.pos += 1;
+        Ok(())
     }
 
-    fn not_cond(&mut self) -> Result<Cond, DdbError> {
-        if self.eat_kw("NOT") {
-            return Ok(Cond::Not(Box::new(self.not_cond()?)));
-        }
-        self.primary_cond()
-    }
-
+    /// A comparison or a condition function.
     fn primary_cond(&mut self) -> Result<Cond, DdbError> {
-        if self.eat(&Tok::LParen) {
-            let c = self.condition()?;
-            self.expect(&Tok::RParen)?;
-            return Ok(c);
-        }
         if let Some(f) = self.is_function_call()
             && f != "size"
         {
@@ -656,6 +823,7 @@ impl<'a> Parser<'a> {
                 return Err(self.err(format!("Invalid function name; function: {fname}")));
             }
             self.pos += 2;
+            self.operator()?;
             let c = match fname {
                 "attribute_exists" => Cond::Exists(self.path()?),
                 "attribute_not_exists" => Cond::NotExists(self.path()?),
@@ -690,10 +858,12 @@ impl<'a> Parser<'a> {
         };
         if let Some(op) = op {
             self.pos += 1;
+            self.operator()?;
             let right = self.operand(false)?;
             return Ok(Cond::Cmp(left, op, right));
         }
         if self.eat_kw("BETWEEN") {
+            self.operator()?;
             let lo = self.operand(false)?;
             if !self.eat_kw("AND") {
                 return Err(self.syntax());
@@ -711,13 +881,14 @@ impl<'a> Parser<'a> {
             return Ok(Cond::Between(left, lo, hi));
         }
         if self.eat_kw("IN") {
+            self.operator()?;
             self.expect(&Tok::LParen)?;
             let mut list = vec![self.operand(false)?];
             while self.eat(&Tok::Comma) {
                 list.push(self.operand(false)?);
             }
             self.expect(&Tok::RParen)?;
-            if list.len() > 100 {
+            if list.len() > MAX_IN_OPERANDS {
                 return Err(self.err(
                     "The IN operator is provided with too many operands; number of operands: "
                         .to_string()
@@ -728,6 +899,50 @@ impl<'a> Parser<'a> {
         }
         Err(self.syntax())
     }
+}
+
+/// An operator of [`Parser::condition`] waiting for its operands, or an open group.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Or,
+    And,
+    Not,
+    Group,
+}
+
+impl Pending {
+    fn precedence(self) -> u8 {
+        match self {
+            Pending::Group => 0,
+            Pending::Or => 1,
+            Pending::And => 2,
+            Pending::Not => 3,
+        }
+    }
+}
+
+/// The parser's stacks disagree: a bug, never the input's fault.
+fn unbalanced() -> DdbError {
+    DdbError::internal("condition parser: unbalanced operand stack")
+}
+
+/// Applies the pending operators binding at least as tightly as `min`, down to the
+/// innermost open group.
+fn reduce(pending: &mut Vec<Pending>, out: &mut Vec<Cond>, min: u8) -> Result<(), DdbError> {
+    while let Some(&op) = pending.last() {
+        if op == Pending::Group || op.precedence() < min {
+            break;
+        }
+        pending.pop();
+        let right = Box::new(out.pop().ok_or_else(unbalanced)?);
+        let c = match op {
+            Pending::Not => Cond::Not(right),
+            Pending::And => Cond::And(Box::new(out.pop().ok_or_else(unbalanced)?), right),
+            _ => Cond::Or(Box::new(out.pop().ok_or_else(unbalanced)?), right),
+        };
+        out.push(c);
+    }
+    Ok(())
 }
 
 fn short(v: &AttrValue) -> String {
@@ -1205,41 +1420,65 @@ fn bad_operand() -> DdbError {
     DdbError::validation("An operand in the update expression has an incorrect data type")
 }
 
+/// The value of a SET operand. Recursive over nested functions (at most
+/// [`MAX_OPERATORS`] deep); the work of each step lives in the helpers below, so that the
+/// recursive frame stays small even unoptimised.
 fn eval_set_operand(old: &BTreeMap<String, AttrValue>, o: &Operand) -> Result<AttrValue, DdbError> {
-    let missing = || {
-        DdbError::validation(
-            "The provided expression refers to an attribute that does not exist in the item",
-        )
-    };
     match o {
-        Operand::Path(p) => get_path(old, p).cloned().ok_or_else(missing),
-        Operand::Value(v) => Ok(v.clone()),
-        Operand::Size(_) => Err(bad_operand()),
         Operand::IfNotExists(p, dflt) => match get_path(old, p) {
             Some(v) => Ok(v.clone()),
             None => eval_set_operand(old, dflt),
         },
-        Operand::ListAppend(a, b) => match (eval_set_operand(old, a)?, eval_set_operand(old, b)?) {
-            (AttrValue::L(mut x), AttrValue::L(y)) => {
-                x.extend(y);
-                Ok(AttrValue::L(x))
-            }
-            _ => Err(bad_operand()),
-        },
-        Operand::Plus(a, b) | Operand::Minus(a, b) => {
-            match (eval_set_operand(old, a)?, eval_set_operand(old, b)?) {
-                (AttrValue::N(x), AttrValue::N(y)) => {
-                    let r = if matches!(o, Operand::Plus(..)) {
-                        number::add(&x, &y)
-                    } else {
-                        number::sub(&x, &y)
-                    };
-                    r.map(AttrValue::N)
-                        .map_err(|e| DdbError::validation(e.to_string()))
-                }
-                _ => Err(bad_operand()),
-            }
+        Operand::ListAppend(a, b) => {
+            list_append(eval_set_operand(old, a)?, eval_set_operand(old, b)?)
         }
+        Operand::Plus(a, b) => {
+            arithmetic(true, eval_set_operand(old, a)?, eval_set_operand(old, b)?)
+        }
+        Operand::Minus(a, b) => {
+            arithmetic(false, eval_set_operand(old, a)?, eval_set_operand(old, b)?)
+        }
+        leaf => leaf_set_operand(old, leaf),
+    }
+}
+
+#[inline(never)]
+fn leaf_set_operand(old: &BTreeMap<String, AttrValue>, o: &Operand) -> Result<AttrValue, DdbError> {
+    match o {
+        Operand::Path(p) => get_path(old, p).cloned().ok_or_else(|| {
+            DdbError::validation(
+                "The provided expression refers to an attribute that does not exist in the item",
+            )
+        }),
+        Operand::Value(v) => Ok(v.clone()),
+        _ => Err(bad_operand()),
+    }
+}
+
+#[inline(never)]
+fn list_append(a: AttrValue, b: AttrValue) -> Result<AttrValue, DdbError> {
+    match (a, b) {
+        (AttrValue::L(mut x), AttrValue::L(y)) => {
+            x.extend(y);
+            Ok(AttrValue::L(x))
+        }
+        _ => Err(bad_operand()),
+    }
+}
+
+#[inline(never)]
+fn arithmetic(plus: bool, a: AttrValue, b: AttrValue) -> Result<AttrValue, DdbError> {
+    match (a, b) {
+        (AttrValue::N(x), AttrValue::N(y)) => {
+            let r = if plus {
+                number::add(&x, &y)
+            } else {
+                number::sub(&x, &y)
+            };
+            r.map(AttrValue::N)
+                .map_err(|e| DdbError::validation(e.to_string()))
+        }
+        _ => Err(bad_operand()),
     }
 }
 
@@ -1672,5 +1911,192 @@ mod tests {
             out,
             json!({"name": {"S": "n"}, "m": {"M": {"a": {"N": "1"}}}, "l": {"L": [{"S": "y"}]}})
         );
+    }
+
+    // --- AWS's expression limits, and the depth bounds behind them -----------------------
+
+    fn v() -> Placeholders {
+        ph(&[], json!({":v": {"N": "1"}}))
+    }
+
+    fn cond_err(src: &str, kind: Kind) -> String {
+        parse_condition(src, kind, &mut v()).unwrap_err().message
+    }
+
+    #[test]
+    fn expression_size_is_limited_to_4_kb() {
+        let name = |len: usize| format!("a{}", "z".repeat(len - 1));
+        let mut p = v();
+        assert_eq!(parse_projection(&name(4096), &mut p).unwrap().len(), 1);
+        let e = parse_projection(&name(4097), &mut p).unwrap_err();
+        assert_eq!(e.code, "ValidationException");
+        assert_eq!(
+            e.message,
+            "Invalid ProjectionExpression: Expression size has exceeded the maximum allowed size;"
+        );
+        let long = format!("{} = :v", name(5000));
+        assert_eq!(
+            cond_err(&long, Kind::Condition),
+            "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: 5005"
+        );
+        assert!(cond_err(&long, Kind::Filter).ends_with("; expression size: 5005"));
+        assert!(cond_err(&long, Kind::KeyCondition).ends_with("allowed size;"));
+        let e = parse_update(&format!("SET {long}"), &mut v()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "Invalid UpdateExpression: Expression size has exceeded the maximum allowed size;"
+        );
+    }
+
+    #[test]
+    fn operators_are_limited_to_300() {
+        // 1 + 2 × 149 = 299 operators (`=` and `AND`), then 301.
+        let chain = |n: usize| format!("a = :v{}", " AND a = :v".repeat(n));
+        let mut p = v();
+        parse_condition(&chain(149), Kind::Filter, &mut p).unwrap();
+        assert_eq!(
+            cond_err(&chain(150), Kind::Filter),
+            "Invalid FilterExpression: The expression contains too many operators; operator count: 301"
+        );
+        // NOT, BETWEEN, IN and functions count; 300 exactly is accepted.
+        let nots = |n: usize| format!("{}a = :v", "NOT ".repeat(n));
+        parse_condition(&nots(299), Kind::Condition, &mut v()).unwrap();
+        assert!(cond_err(&nots(300), Kind::Condition).ends_with("operator count: 301"));
+        let between = format!("{}a BETWEEN :v AND :v", "NOT ".repeat(300));
+        assert!(cond_err(&between, Kind::Condition).ends_with("operator count: 301"));
+        let sizes = format!("{}size(a) IN (:v, :v)", "NOT ".repeat(299));
+        assert!(cond_err(&sizes, Kind::Condition).ends_with("operator count: 301"));
+        // SET's `=` and the commas do not count; functions and `+` do.
+        let sets = |n: usize| format!("SET {}", vec!["a = :v + :v"; n].join(", "));
+        parse_update(&sets(300), &mut v()).unwrap_err(); // paths overlap, but parsed
+        let e = parse_update(&sets(301), &mut v()).unwrap_err();
+        assert!(e.message.ends_with("operator count: 301"), "{}", e.message);
+    }
+
+    #[test]
+    fn in_takes_at_most_100_operands() {
+        let list = |n: usize| format!("a IN ({})", vec![":v"; n].join(", "));
+        parse_condition(&list(100), Kind::Filter, &mut v()).unwrap();
+        assert_eq!(
+            cond_err(&list(101), Kind::Filter),
+            "Invalid FilterExpression: The IN operator is provided with too many operands; number of operands: 101"
+        );
+    }
+
+    #[test]
+    fn document_paths_are_limited_to_32_levels() {
+        let path = |n: usize| format!("a{}", ".b".repeat(n - 1));
+        let mut p = v();
+        assert_eq!(parse_projection(&path(32), &mut p).unwrap()[0].len(), 32);
+        assert_eq!(
+            parse_projection(&path(33), &mut p).unwrap_err().message,
+            "Invalid ProjectionExpression: The document path has too many nesting levels; nesting levels: 33"
+        );
+        let indexed = format!("a{} = :v", "[0]".repeat(32));
+        assert!(cond_err(&indexed, Kind::Condition).ends_with("nesting levels: 33"));
+        // The 100,000-level path of the report is refused by size before it is read.
+        let huge = format!("{} = :v", path(100_000));
+        assert!(cond_err(&huge, Kind::Condition).contains("Expression size has exceeded"));
+    }
+
+    #[test]
+    fn redundant_parentheses_are_refused() {
+        let mut p = v();
+        parse_condition("(a = :v)", Kind::Condition, &mut p).unwrap();
+        parse_condition("((a = :v) AND a = :v)", Kind::Condition, &mut p).unwrap();
+        parse_condition("((a = :v) AND (a = :v))", Kind::Condition, &mut p).unwrap();
+        parse_condition("(NOT (a = :v))", Kind::Condition, &mut p).unwrap();
+        assert_eq!(
+            cond_err("((a = :v))", Kind::KeyCondition),
+            "Invalid KeyConditionExpression: The expression has redundant parentheses;"
+        );
+        // 2,000 nested pairs fit in 4 KB; refused as the first group opens.
+        let deep = format!("{}a = :v{}", "(".repeat(2000), ")".repeat(2000));
+        assert!(cond_err(&deep, Kind::Condition).ends_with("redundant parentheses;"));
+    }
+
+    #[test]
+    fn parser_depth_is_bounded_for_malformed_input() {
+        // Unclosed, so not "redundant": a plain syntax error, reached without recursion.
+        for open in ["(".repeat(4000), "(NOT ".repeat(250)] {
+            assert_eq!(
+                cond_err(&open, Kind::Condition),
+                "Invalid ConditionExpression: Syntax error; token: <EOF>, near: \"\""
+            );
+        }
+        let calls = format!("SET a = {}", "if_not_exists(a, ".repeat(240));
+        let e = parse_update(&calls, &mut v()).unwrap_err();
+        assert!(e.message.contains("Syntax error"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_reported_inputs_are_refused() {
+        let parens = format!("{}pk = :v{}", "(".repeat(3000), ")".repeat(3000));
+        assert!(cond_err(&parens, Kind::KeyCondition).contains("Expression size"));
+        assert!(cond_err(&parens, Kind::Condition).contains("Expression size"));
+        let nots = format!("{}pk = :v", "NOT ".repeat(10_000));
+        assert!(cond_err(&nots, Kind::Filter).contains("Expression size"));
+        let ands = format!("pk = :v{}", " AND pk = :v".repeat(100_000));
+        assert!(cond_err(&ands, Kind::Filter).contains("Expression size"));
+        for f in ["if_not_exists(a, ", "list_append(:v, "] {
+            let src = format!("SET a = {}:v{}", f.repeat(10_000), ")".repeat(10_000));
+            let e = parse_update(&src, &mut v()).unwrap_err();
+            assert!(e.message.contains("Expression size"), "{}", e.message);
+        }
+    }
+
+    /// Runs `f` on a thread with half the 2 MiB stack that tokio's workers (and the test
+    /// harness) give each thread: passing here, in an unoptimised build, is the proof that
+    /// the deepest input the limits let through has at least 2x headroom (release builds
+    /// use far smaller frames). Measured: the update case needs 512-768 KiB unoptimised.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn stack_the_deepest_accepted_conditions_parse_evaluate_and_drop() {
+        on_small_stack(|| {
+            let it = item(json!({"a": {"N": "1"}}));
+            // Deepest recursion per operator: a group and a NOT at every level.
+            let groups = format!("{}a = :v{}", "(NOT ".repeat(299), ")".repeat(299));
+            // Deepest tree: 299 NOTs (recursed over by eval and drop).
+            let nots = format!("{}a = :v", "NOT ".repeat(299));
+            // Longest left-nested chain.
+            let ands = format!("a = :v{}", " AND a = :v".repeat(149));
+            let ors = format!("a = :v{}", " OR a = :v".repeat(149));
+            for src in [groups, nots, ands, ors] {
+                assert!(src.len() <= MAX_EXPRESSION_BYTES);
+                let c = parse_condition(&src, Kind::Filter, &mut v()).unwrap();
+                eval_condition(&c, Some(&it));
+                drop(c);
+            }
+            // Malformed input, as deep as 4 KB allows.
+            cond_err(&"(".repeat(4000), Kind::Filter);
+            cond_err(&"(NOT ".repeat(300), Kind::Filter);
+            let unclosed = format!("SET a = {}", "list_append(".repeat(299));
+            parse_update(&unclosed, &mut v()).unwrap_err();
+        });
+    }
+
+    #[test]
+    fn stack_the_deepest_accepted_updates_parse_and_apply() {
+        on_small_stack(|| {
+            let fits = |prefix: &str, suffix: &str| {
+                let n = (MAX_EXPRESSION_BYTES - 16) / (prefix.len() + suffix.len());
+                format!("SET a = {}:v{}", prefix.repeat(n), suffix.repeat(n))
+            };
+            let values = ph(&[], json!({":v": {"L": [{"N": "1"}]}}));
+            for src in [fits("list_append(", ",:v)"), fits("if_not_exists(b,", ")")] {
+                let mut p = Placeholders::new(BTreeMap::new(), values.values.clone());
+                let actions = parse_update(&src, &mut p).unwrap();
+                let mut attrs = item(json!({"a": {"N": "1"}}));
+                apply_update(&mut attrs, &actions).unwrap();
+            }
+        });
     }
 }

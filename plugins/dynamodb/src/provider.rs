@@ -19,6 +19,22 @@ pub const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 /// Largest request body accepted: a 25-item batch of 400 KB items plus JSON overhead.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
+/// Parses a request body. serde_json refuses JSON nested more than 128 levels deep, which
+/// is what keeps its own recursion (and the drop of the `Value`) safe; in a DynamoDB
+/// request only attribute values can nest that deep, so that refusal is answered the way
+/// AWS answers a value nested past 32 levels rather than as malformed JSON.
+fn parse_body(body: &[u8]) -> Result<Value, DdbError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde_json has no typed accessor for this error; its message is pinned by the
+        // `deep_json_is_a_nesting_error` test.
+        if e.to_string().starts_with("recursion limit exceeded") {
+            crate::value::nesting_error()
+        } else {
+            DdbError::serialization(format!("invalid JSON: {e}"))
+        }
+    })
+}
+
 /// The DynamoDB service. All state, derived indexes included, lives in one [`StateCell`],
 /// so every write is transactional and a capture is an O(1) clone.
 pub struct DynamoService {
@@ -48,8 +64,7 @@ impl DynamoService {
         let json: Value = if body.is_empty() {
             Value::Object(Default::default())
         } else {
-            serde_json::from_slice(&body)
-                .map_err(|e| DdbError::serialization(format!("invalid JSON: {e}")))?
+            parse_body(&body)?
         };
         if !json.is_object() {
             return Err(DdbError::serialization(
@@ -139,5 +154,21 @@ impl Service for DynamoService {
 
     fn as_any(&self) -> &dyn Any {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deep_json_is_a_nesting_error() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let err = parse_body(deep.as_bytes()).unwrap_err();
+        assert_eq!(err.code, "ValidationException");
+        assert_eq!(err.message, crate::value::NESTING_MESSAGE);
+        let bad = parse_body(b"{").unwrap_err();
+        assert_eq!(bad.code, "SerializationException");
+        assert!(parse_body(br#"{"a": [[[1]]]}"#).is_ok());
     }
 }

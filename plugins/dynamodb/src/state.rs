@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::DdbError;
 use crate::pmap::PMap;
-use crate::value::{AttrValue, IndexKey, Item, ItemKey, KeyVal};
+use crate::value::{AttrValue, IndexKey, Item, ItemKey, KeyVal, MAX_DEPTH, nesting_error};
 
 /// Largest item DynamoDB stores (400 KB).
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -417,7 +417,8 @@ impl Table {
     }
 
     /// Validates a full item for PutItem: key attributes present with the right types and
-    /// not empty, index keys well typed, size within 400 KB. Returns its key.
+    /// not empty, index keys well typed, values nested at most 32 levels, size within
+    /// 400 KB. Returns its key.
     pub fn validate_item(&self, attrs: &BTreeMap<String, AttrValue>) -> Result<ItemKey, DdbError> {
         let get = |name: &str| -> Result<KeyVal, DdbError> {
             let v = attrs.get(name).ok_or_else(|| {
@@ -459,6 +460,11 @@ impl Table {
                     }
                 }
             }
+        }
+        // An update can nest a value under a path (`SET a.b.c = :deep`) deeper than either
+        // was alone; checked before `size`, which recurses.
+        if attrs.values().any(|v| v.nesting_levels() > MAX_DEPTH) {
+            return Err(nesting_error());
         }
         let size: usize = attrs.iter().map(|(k, v)| k.len() + v.size()).sum();
         if size > MAX_ITEM_BYTES {
@@ -606,12 +612,6 @@ impl Table {
         }
     }
 
-    /// `arn:aws:dynamodb:{region}:{account}:table/{name}`.
-    pub fn arn(&self, scope: &cryopod::Scope) -> String {
-        format!(
-            "arn:aws:dynamodb:{}:{}:table/{}",
-            scope.region, scope.account, self.name
-        )
     /// An item's primary key as people read it (`pk=1` or `pk=1,sk=a`), for diffs.
     pub fn key_label(&self, item: &Item) -> String {
         use base64::Engine as _;
@@ -629,6 +629,12 @@ impl Table {
         }
     }
 
+    /// `arn:aws:dynamodb:{region}:{account}:table/{name}`.
+    pub fn arn(&self, scope: &cryopod::Scope) -> String {
+        format!(
+            "arn:aws:dynamodb:{}:{}:table/{}",
+            scope.region, scope.account, self.name
+        )
     }
 }
 
@@ -657,12 +663,6 @@ pub fn range_iter<'a, K: Ord, V>(
     }
 }
 
-/// One scope's tables.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct DynamoScope {
-    /// Tables by name.
-    pub tables: OrdMap<String, Table>,
-}
 /// Whether two tables key their items alike (the same attribute names and types).
 fn same_primary_key(a: &Table, b: &Table) -> bool {
     let types = |t: &Table| {
@@ -678,6 +678,12 @@ fn same_primary_key(a: &Table, b: &Table) -> bool {
     a.key == b.key && types(a) == types(b)
 }
 
+/// One scope's tables.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DynamoScope {
+    /// Tables by name.
+    pub tables: OrdMap<String, Table>,
+}
 
 impl Resources for DynamoScope {
     /// `service-merge` works down to items: a table only in the bundle is added; a table on
@@ -710,12 +716,6 @@ impl Resources for DynamoScope {
         }
     }
 
-    fn summary(&self) -> ResourceCounts {
-        let mut c = ResourceCounts::new();
-        c.insert("table".into(), self.tables.len() as u64);
-        c.insert(
-            "item".into(),
-            self.tables.values().map(|t| t.items.len() as u64).sum(),
     /// Tables (their definition) and items (`table/key=value[,sort=value]`). Derived indexes
     /// and sizes are not content: they follow from the items.
     fn units(&self, out: &mut cryopod::units::Units) {
@@ -729,6 +729,12 @@ impl Resources for DynamoScope {
         }
     }
 
+    fn summary(&self) -> ResourceCounts {
+        let mut c = ResourceCounts::new();
+        c.insert("table".into(), self.tables.len() as u64);
+        c.insert(
+            "item".into(),
+            self.tables.values().map(|t| t.items.len() as u64).sum(),
         );
         c
     }

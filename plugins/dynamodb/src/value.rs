@@ -77,8 +77,19 @@ pub enum AttrValue {
     BS(Vec<Bin>),
 }
 
-/// Maximum nesting of lists and maps DynamoDB accepts.
+/// Deepest nesting of an attribute value DynamoDB accepts ("up to 32 levels"), counting a
+/// top-level attribute's value as level 1: 31 maps or lists wrapped around a scalar is the
+/// most. Besides matching AWS, it bounds every recursion over a stored value (size, JSON,
+/// comparison, drop).
 pub const MAX_DEPTH: usize = 32;
+
+/// AWS's message for a value nested deeper than [`MAX_DEPTH`].
+pub const NESTING_MESSAGE: &str = "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit";
+
+/// The error for a value nested deeper than [`MAX_DEPTH`].
+pub fn nesting_error() -> DdbError {
+    DdbError::validation(NESTING_MESSAGE)
+}
 
 impl AttrValue {
     /// The type descriptor (`"S"`, `"N"`, …), used in messages and `attribute_type`.
@@ -95,6 +106,23 @@ impl AttrValue {
             AttrValue::NS(_) => "NS",
             AttrValue::BS(_) => "BS",
         }
+    }
+
+    /// How many levels deep the value reaches (a scalar is 1, a list of scalars 2). Walks
+    /// with an explicit stack, not recursion, so that it is safe on any value, however it
+    /// was built: it is what checks values before the recursive code sees them.
+    pub fn nesting_levels(&self) -> usize {
+        let mut deepest = 0;
+        let mut todo = vec![(self, 1usize)];
+        while let Some((v, level)) = todo.pop() {
+            deepest = deepest.max(level);
+            match v {
+                AttrValue::L(l) => todo.extend(l.iter().map(|e| (e, level + 1))),
+                AttrValue::M(m) => todo.extend(m.values().map(|e| (e, level + 1))),
+                _ => {}
+            }
+        }
+        deepest
     }
 
     /// Size as DynamoDB counts it toward the 400 KB item limit.
@@ -117,11 +145,10 @@ impl AttrValue {
         Self::from_json_depth(v, 0)
     }
 
+    /// `depth` is the number of lists and maps around `v` (0 for a top-level value).
     fn from_json_depth(v: &Value, depth: usize) -> Result<AttrValue, DdbError> {
-        if depth > MAX_DEPTH {
-            return Err(DdbError::validation(
-                "Nesting Levels have exceeded supported limits",
-            ));
+        if depth >= MAX_DEPTH {
+            return Err(nesting_error());
         }
         let obj = v.as_object().ok_or_else(|| {
             DdbError::serialization("Start of structure or map found where not expected")
