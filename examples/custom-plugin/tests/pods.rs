@@ -544,14 +544,18 @@ async fn dry_run_reports_exactly_what_each_merge_would_add_modify_and_delete() {
     assert_eq!(
         summary(&r),
         vec![
-            format!("+ notes {A} notebooks/new"),
-            format!("~ notes {A} notebooks/changed"),
-            format!("- notes {A} notebooks/gone"),
-            format!("- notes {B} notebooks/other"),
+            // Units: the note that changed, not its notebook (whose tags did not).
+            format!("+ notes {A} note/new/k"),
+            format!("~ notes {A} note/changed/k"),
+            format!("- notes {A} note/gone/k"),
+            format!("+ notes {A} notebook/new"),
+            format!("- notes {A} notebook/gone"),
+            format!("- notes {B} note/other/k"),
+            format!("- notes {B} notebook/other"),
         ]
     );
     let totals = &r.diff.as_ref().expect("diff").totals;
-    assert_eq!((totals.added, totals.modified, totals.deleted), (1, 1, 2));
+    assert_eq!((totals.added, totals.modified, totals.deleted), (2, 1, 4));
 
     // account-region-merge replaces scope A and leaves B alone.
     let r = pods
@@ -561,9 +565,11 @@ async fn dry_run_reports_exactly_what_each_merge_would_add_modify_and_delete() {
     assert_eq!(
         summary(&r),
         vec![
-            format!("+ notes {A} notebooks/new"),
-            format!("~ notes {A} notebooks/changed"),
-            format!("- notes {A} notebooks/gone"),
+            format!("+ notes {A} note/new/k"),
+            format!("~ notes {A} note/changed/k"),
+            format!("- notes {A} note/gone/k"),
+            format!("+ notes {A} notebook/new"),
+            format!("- notes {A} notebook/gone"),
         ]
     );
 
@@ -575,8 +581,9 @@ async fn dry_run_reports_exactly_what_each_merge_would_add_modify_and_delete() {
     assert_eq!(
         summary(&r),
         vec![
-            format!("+ notes {A} notebooks/new"),
-            format!("~ notes {A} notebooks/changed")
+            format!("+ notes {A} note/new/k"),
+            format!("~ notes {A} note/changed/k"),
+            format!("+ notes {A} notebook/new"),
         ]
     );
     assert_eq!(fingerprint(&rt).await, running, "dry runs change nothing");

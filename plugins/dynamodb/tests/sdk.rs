@@ -670,7 +670,7 @@ async fn account_region_merge_replaces_the_bundles_region_and_keeps_the_others()
 }
 
 #[tokio::test]
-async fn service_merge_keeps_running_tables_and_the_bundles_table_wins_whole() {
+async fn service_merge_keeps_running_tables_and_both_sides_items_of_a_shared_table() {
     let (_a, b, bundle) = merge_setup().await;
     b.runtime
         .import(Cursor::new(bundle), None, MergeStrategy::ServiceMerge)
@@ -678,7 +678,7 @@ async fn service_merge_keeps_running_tables_and_the_bundles_table_wins_whole() {
         .expect("import");
     let us = client(&b.endpoint, "us-east-1");
     assert_eq!(tables(&us).await, ["OnlyBundle", "OnlyRunning", "Shared"]);
-    assert_eq!(ids(&us, "Shared").await, ["b1"]);
+    assert_eq!(ids(&us, "Shared").await, ["a1", "a2", "b1"]);
     assert_eq!(ids(&us, "OnlyRunning").await, ["r"]);
     assert_eq!(tables(&client(&b.endpoint, "eu-central-1")).await, ["Far"]);
 }

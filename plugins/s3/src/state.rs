@@ -631,7 +631,7 @@ mod tests {
     }
 
     #[test]
-    fn service_merge_keeps_running_buckets_and_bundle_wins_on_a_name_clash() {
+    fn service_merge_keeps_both_sides_objects_in_a_bucket_on_both_sides() {
         let mut running = S3Scope::default();
         running
             .buckets
@@ -652,8 +652,8 @@ mod tests {
         let clash = &running.buckets["clash"];
         assert!(clash.objects.contains_key("new"));
         assert!(
-            !clash.objects.contains_key("old"),
-            "a clashing bucket is replaced whole"
+            clash.objects.contains_key("old"),
+            "a bucket on both sides keeps the running side's objects"
         );
     }
 

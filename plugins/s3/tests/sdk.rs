@@ -911,7 +911,7 @@ async fn presigned_urls_and_virtual_hosted_addressing_work() {
 }
 
 #[tokio::test]
-async fn service_merge_import_keeps_running_buckets_and_the_bundle_wins_a_name_clash() {
+async fn service_merge_import_keeps_both_sides_objects_in_a_bucket_on_both_sides() {
     let a = start().await;
     let ca = client(&a, A, "us-east-1");
     for b in ["clash", "from-bundle"] {
@@ -966,8 +966,8 @@ async fn service_merge_import_keeps_running_buckets_and_the_bundle_wins_a_name_c
     };
     assert_eq!(
         keys("clash").await,
-        ["bundle-key"],
-        "the bundle's bucket wins a name clash"
+        ["bundle-key", "running-key"],
+        "a bucket on both sides keeps both sides' objects"
     );
     assert_eq!(
         keys("running-only").await,
