@@ -60,7 +60,7 @@ impl Fixture {
             ddb.put_item()
                 .table_name(TABLE)
                 .item("pk", s("a"))
-                .item("list", AttributeValue::L(vec![s("x")]))
+                .item("lst", AttributeValue::L(vec![s("x")]))
                 .send()
                 .await
                 .expect("PutItem");
@@ -224,7 +224,7 @@ fn condition_with_3000_nested_parentheses_is_refused() {
 fn filter_with_10000_nots_is_refused() {
     let f = Fixture::new();
     for n in [10_000, 1000] {
-        let filter = format!("{}list = :x", "NOT ".repeat(n));
+        let filter = format!("{}lst = :x", "NOT ".repeat(n));
         let size = filter.len();
         let msg = refused(
             "Scan",
@@ -253,12 +253,12 @@ fn filter_with_10000_nots_is_refused() {
 fn update_with_10000_nested_functions_is_refused() {
     let f = Fixture::new();
     for (n, open, close) in [
-        (10_000, "if_not_exists(list, ", ")"),
+        (10_000, "if_not_exists(lst, ", ")"),
         (10_000, "list_append(", ", :l)"),
         // Under 4 KB: refused by the operator count.
         (301, "list_append(", ",:l)"),
     ] {
-        let update = format!("SET list = {}", nested(open, ":l", close, n));
+        let update = format!("SET lst = {}", nested(open, ":l", close, n));
         let msg = refused(
             "UpdateItem",
             f.rt.block_on(
@@ -314,7 +314,7 @@ fn key_condition_of_100000_flat_ands_is_refused() {
 fn document_path_of_100000_levels_is_refused() {
     let f = Fixture::new();
     for levels in [100_000, 33] {
-        let path = format!("list{}", ".m".repeat(levels - 1));
+        let path = format!("lst{}", ".m".repeat(levels - 1));
         let msg = refused(
             "GetItem",
             f.rt.block_on(
