@@ -21,6 +21,7 @@ pub mod error;
 pub mod persistence;
 #[cfg(feature = "server")]
 pub mod pods;
+pub mod plugin;
 pub mod runtime;
 pub mod scope;
 #[cfg(feature = "server")]

@@ -1,7 +1,7 @@
 //! The plugin contract: what a service crate implements and how it registers.
 //!
 //! Lifecycle of a service, in order:
-//! 1. **register**: the plugin crate ends with [`crate::register_service!`], which puts a
+//! 1. **register**: the plugin crate ends with [`crate::plugin!`], which puts a
 //!    [`Registration`] in the `inventory` registry. Nothing runs yet.
 //! 2. **build**: the [`crate::Runtime`] calls [`Registration::build`] once with a
 //!    [`ServiceContext`] (blob store, change tracking, the barrier, other services).
@@ -130,12 +130,20 @@ pub enum Route {
     Fallback,
 }
 
-/// A plugin's entry in the registry. Create it with [`crate::register_service!`].
+/// A plugin's entry in the registry. Create it with [`crate::plugin!`], which derives every
+/// field that must agree with another (service, state version, tag) from one statement.
 pub struct Registration {
     /// The service name; unique per build.
     pub service: &'static str,
+    /// The state version the service writes, as its state type declares it; `None` only for
+    /// the older [`crate::register_service!`], which does not name the state.
+    /// [`crate::testing::check_registration`] checks it against the built provider.
+    pub state_version: Option<u32>,
     /// Request routing rules.
     pub routes: &'static [Route],
+    /// The operations the service answers, in AWS's names: the README's service table is
+    /// checked against these lists, so they must be what the dispatch really answers.
+    pub operations: &'static [&'static str],
     /// Builds the running service.
     pub build: fn(ServiceContext) -> Arc<dyn Service>,
 }
@@ -149,7 +157,9 @@ pub fn registrations() -> Vec<&'static Registration> {
     v
 }
 
-/// Registers a plugin so the runtime can find it; the last line of a plugin crate.
+/// Registers a service without stating its state or operations; prefer [`crate::plugin!`],
+/// which also derives the state's tag, `SERVICE` and the state version from one statement.
+/// Kept for test services and code written before `plugin!`.
 ///
 /// ```ignore
 /// cryopod::register_service! {
@@ -164,7 +174,9 @@ macro_rules! register_service {
         $crate::__private::inventory::submit! {
             $crate::Registration {
                 service: $svc,
+                state_version: None,
                 routes: $routes,
+                operations: &[],
                 build: $build,
             }
         }

@@ -514,7 +514,7 @@ pub trait ScopedState:
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __service_state_common {
-    ($ty:ty, $svc:literal, $ver:literal, $tag:literal) => {
+    ($ty:ty, $svc:literal, $ver:literal, $tag:expr) => {
         fn service(&self) -> &'static str {
             $svc
         }
@@ -539,17 +539,58 @@ macro_rules! __service_state_common {
     };
 }
 
-/// Implements [`ServiceState`] for a [`ScopedState`] type, and registers its typetag name.
+/// Implements [`ServiceState`] and [`crate::plugin::StateTag`] for a [`ScopedState`] type, and
+/// registers its typetag name `"{service}/{version}"`.
 ///
 /// ```ignore
-/// cryopod::service_state!(NotesState, service = "notes", version = 2, tag = "notes/2");
+/// cryopod::service_state!(NotesState, service = "notes", version = 2);
 /// ```
-/// The tag must be `"{service}/{version}"`: it is what bundles store, and what lets an old
-/// version stay registered beside the new one. The calling crate must depend on `typetag`
-/// (its expansion names `typetag::` paths).
+/// The tag is what bundles store, and what lets an old version stay registered beside the
+/// new one; it is derived from the service and version, so the two cannot disagree. An
+/// explicit `tag = "notes/2"` is still accepted and must equal `"{service}/{version}"`, or
+/// the crate does not compile. [`crate::plugin!`] calls this macro for a plugin's current
+/// state. The calling crate must depend on `typetag` (its expansion names `typetag::` paths).
 #[macro_export]
 macro_rules! service_state {
     ($ty:ty, service = $svc:literal, version = $ver:literal, tag = $tag:literal) => {
+        $crate::__check_state_tag!($svc, $ver, $tag);
+        $crate::service_state!($ty, service = $svc, version = $ver);
+    };
+    ($ty:ty, service = $svc:literal, version = $ver:literal) => {
+        impl $crate::plugin::StateTag for $ty {
+            const SERVICE: &'static str = $svc;
+            const VERSION: u32 = $ver;
+            const TAG: &'static str = ::std::concat!($svc, "/", $ver);
+        }
+        $crate::__service_state_current!($ty, $svc, $ver, ::std::concat!($svc, "/", $ver));
+    };
+}
+
+/// Fails compilation when a state tag is not `"{service}/{version}"`; not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __check_state_tag {
+    ($svc:literal, $ver:literal, $tag:literal) => {
+        const _: () = ::std::assert!(
+            $crate::plugin::__same_str($tag, ::std::concat!($svc, "/", $ver)),
+            ::std::concat!(
+                "state tag `",
+                $tag,
+                "` must be `",
+                $svc,
+                "/",
+                $ver,
+                "` (service/version); leave `tag =` out and it is derived"
+            ),
+        );
+    };
+}
+
+/// The `ServiceState` impl of a current state version; not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __service_state_current {
+    ($ty:ty, $svc:literal, $ver:literal, $tag:expr) => {
         #[typetag::serde(name = $tag)]
         impl $crate::ServiceState for $ty {
             $crate::__service_state_common!($ty, $svc, $ver, $tag);
@@ -607,10 +648,24 @@ macro_rules! service_state {
 /// Implements [`ServiceState`] for an older schema version that exists only to be read from
 /// old bundles and upgraded: every other operation reports that it must be upgraded first.
 ///
-/// `$upgrade` is a `fn(Old) -> Result<Next, StateError>` where `Next: ServiceState`.
+/// `$upgrade` is a `fn(Old) -> Result<Next, StateError>` where `Next: ServiceState`. The tag
+/// is derived as in [`crate::service_state!`]; an explicit `tag =` must agree with it.
 #[macro_export]
 macro_rules! legacy_service_state {
     ($ty:ty, service = $svc:literal, version = $ver:literal, tag = $tag:literal, upgrade = $up:path) => {
+        $crate::__check_state_tag!($svc, $ver, $tag);
+        $crate::legacy_service_state!($ty, service = $svc, version = $ver, upgrade = $up);
+    };
+    ($ty:ty, service = $svc:literal, version = $ver:literal, upgrade = $up:path) => {
+        $crate::__service_state_legacy!($ty, $svc, $ver, ::std::concat!($svc, "/", $ver), $up);
+    };
+}
+
+/// The `ServiceState` impl of a legacy state version; not part of the API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __service_state_legacy {
+    ($ty:ty, $svc:literal, $ver:literal, $tag:expr, $up:path) => {
         #[typetag::serde(name = $tag)]
         impl $crate::ServiceState for $ty {
             $crate::__service_state_common!($ty, $svc, $ver, $tag);

@@ -272,3 +272,314 @@ impl std::io::Write for CountingSink {
         Ok(())
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The plugin test kit: build a runtime in process, call a service, check a registration.
+
+/// A runtime running exactly `services`, which must be linked into the test binary (name
+/// the plugin crate somewhere, `assert_eq!(my_plugin::SERVICE, "notes")`, or its
+/// registration is not there). Panics naming the problem, as a test should.
+pub fn runtime_with(services: &[&str]) -> Runtime {
+    match Runtime::builder()
+        .enable(Some(services.iter().map(|s| s.to_string()).collect()))
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => panic!("cannot build a runtime with {services:?}: {e}"),
+    }
+}
+
+/// A service's answer to an in-process call ([`call`], [`call_json`]).
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: http::StatusCode,
+    /// The response headers.
+    pub headers: http::HeaderMap,
+    /// The whole body.
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    /// The body as JSON; panics (naming the body) if it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        match serde_json::from_slice(&self.body) {
+            Ok(v) => v,
+            Err(e) => panic!(
+                "answer ({}) is not JSON ({e}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            ),
+        }
+    }
+
+    /// The JSON body of a success; panics with the error if the status is not 2xx.
+    pub fn ok_json(&self) -> serde_json::Value {
+        assert!(
+            self.status.is_success(),
+            "expected success, got {}: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()
+    }
+
+    /// The AWS error code, without namespace (`com.amazonaws.x#Code`, `AWS.SimpleQueueService.`):
+    /// from `x-amzn-ErrorType`, a JSON `__type`/`Type`/`code`, or an XML `<Code>`.
+    pub fn error_code(&self) -> Option<String> {
+        if self.status.is_success() {
+            return None;
+        }
+        let trim = |c: &str| -> String {
+            let c = c.split(':').next().unwrap_or(c);
+            let c = c.rsplit('#').next().unwrap_or(c);
+            c.trim_start_matches("AWS.SimpleQueueService.").to_string()
+        };
+        if let Some(v) = self
+            .headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+        {
+            return Some(trim(v));
+        }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.body) {
+            for field in ["__type", "code", "Code", "Type"] {
+                if let Some(c) = v.get(field).and_then(|c| c.as_str()) {
+                    return Some(trim(c));
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&self.body);
+        let start = text.find("<Code>")? + "<Code>".len();
+        let end = text[start..].find("</Code>")? + start;
+        Some(trim(&text[start..end]))
+    }
+
+    /// Whether this is the answer to an operation the service does not implement: the
+    /// error codes cryopod's services use for that (`UnknownOperationException`,
+    /// `InvalidAction`, `UnsupportedOperation`, `NotImplemented…`) or a 501.
+    pub fn is_unknown_operation(&self) -> bool {
+        self.status == http::StatusCode::NOT_IMPLEMENTED
+            || self.error_code().is_some_and(|c| {
+                matches!(
+                    c.as_str(),
+                    "UnknownOperationException"
+                        | "UnknownOperation"
+                        | "InvalidAction"
+                        | "UnsupportedOperation"
+                        | "NotImplemented"
+                        | "NotImplementedException"
+                )
+            })
+    }
+}
+
+/// Sends one request to `service` in process, as the gateway would after routing it, with
+/// the scope already derived, and reads the whole answer. Panics if `service` is not running.
+pub async fn call(
+    rt: &Runtime,
+    service: &str,
+    scope: &crate::scope::Scope,
+    request: http::Request<crate::aws::Body>,
+) -> Answer {
+    use http_body_util::BodyExt;
+
+    let Some(svc) = rt.service(service) else {
+        panic!("{service} is not running in this runtime");
+    };
+    let req = crate::aws::AwsRequest {
+        scope: scope.clone(),
+        access_key_id: None,
+        endpoint: "http://127.0.0.1:4566".into(),
+        request,
+    };
+    let (parts, body) = svc.handle(req).await.into_parts();
+    let body = match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => panic!("{service}: the answer's body broke off: {e}"),
+    };
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// The service whose [`Route::JsonTarget`](crate::Route::JsonTarget) claims `target`, as
+/// the gateway routes JSON protocols.
+fn json_target_service(target: &str) -> Option<&'static str> {
+    crate::service::registrations().into_iter().find_map(|r| {
+        r.routes
+            .iter()
+            .any(|route| matches!(route, crate::Route::JsonTarget(p) if target.starts_with(p)))
+            .then_some(r.service)
+    })
+}
+
+/// Calls a JSON-protocol operation in process: `target` is the `X-Amz-Target`
+/// (`"Notes.PutNote"`), which also picks the service, as the gateway does. Answers whatever
+/// the service answers; [`Answer::ok_json`] asserts success.
+pub async fn call_json(
+    rt: &Runtime,
+    scope: &crate::scope::Scope,
+    target: &str,
+    body: serde_json::Value,
+) -> Answer {
+    let Some(service) = json_target_service(target) else {
+        panic!("no registered service claims X-Amz-Target {target}");
+    };
+    let request = match http::Request::builder()
+        .method("POST")
+        .uri("/")
+        .header("x-amz-target", target)
+        .header("content-type", "application/x-amz-json-1.0")
+        .body(crate::aws::Body::from(body.to_string()))
+    {
+        Ok(r) => r,
+        Err(e) => panic!("X-Amz-Target {target} does not make a request: {e}"),
+    };
+    call(rt, service, scope, request).await
+}
+
+/// Checks that a plugin registered itself consistently: a registration exists (the crate is
+/// linked), it states its state version (`cryopod::plugin!`, not `register_service!`), the
+/// built provider reports that service and version, its empty state is of that service and
+/// version, a typed codec is registered under the tag `"{service}/{version}"`, and the empty
+/// state survives a section round trip. Every plugin's tests call it; `cryopod::plugin!`
+/// makes most of it true by construction, and this catches hand-written providers.
+/// Call it inside a tokio runtime (building a service may spawn tasks).
+pub fn check_registration(service: &str) {
+    let Some(reg) = crate::service::registrations()
+        .into_iter()
+        .find(|r| r.service == service)
+    else {
+        panic!("{service}: no registration (is the plugin crate named in the test, so it links?)");
+    };
+    let Some(version) = reg.state_version else {
+        panic!(
+            "{service}: registered with register_service!, which does not state the state version; use cryopod::plugin!"
+        );
+    };
+    let ctx = match crate::service::ServiceContext::detached(reg.service) {
+        Ok(c) => c,
+        Err(e) => panic!("{service}: no temporary blob store: {e}"),
+    };
+    let svc = (reg.build)(ctx);
+    assert_eq!(
+        svc.service(),
+        service,
+        "{service}: the provider names another service"
+    );
+    assert_eq!(
+        svc.state_version(),
+        version,
+        "{service}: the provider's state_version() disagrees with the registration"
+    );
+    let empty = svc.empty_state();
+    assert_eq!(
+        (empty.service(), empty.version()),
+        (service, version),
+        "{service}: the empty state is not of this service and version"
+    );
+    let tag = format!("{service}/{version}");
+    assert!(
+        crate::state::section_codec(&tag).is_some(),
+        "{service}: no state registered under the tag {tag}"
+    );
+    let bytes = encoded(empty.as_ref());
+    match crate::state::decode_section(service, version, &mut &bytes[..]) {
+        Ok((back, 0)) => assert_eq!(
+            encoded(back.as_ref()),
+            bytes,
+            "{service}: the empty state changes in a round trip"
+        ),
+        Ok((_, n)) => panic!("{service}: {n} bytes follow the encoded empty state"),
+        Err(e) => panic!("{service}: the empty state does not decode under {tag}: {e}"),
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for op in reg.operations {
+        assert!(
+            seen.insert(*op),
+            "{service}: operation {op} is listed twice"
+        );
+    }
+}
+
+/// Checks that every operation `service` lists in its registration is dispatched, not
+/// answered as an unknown operation ([`Answer::is_unknown_operation`]), and that a made-up
+/// operation is (so the check can fail). `request` builds a request for one operation name;
+/// its input need not be valid, a validation error is an answer. For JSON-protocol
+/// services, [`check_json_operations`] builds the requests.
+pub async fn check_operations(
+    rt: &Runtime,
+    service: &str,
+    request: impl Fn(&str) -> http::Request<crate::aws::Body>,
+) {
+    let Some(reg) = crate::service::registrations()
+        .into_iter()
+        .find(|r| r.service == service)
+    else {
+        panic!("{service}: no registration");
+    };
+    assert!(
+        !reg.operations.is_empty(),
+        "{service}: the registration lists no operations"
+    );
+    let scope = crate::scope::Scope::default();
+    for op in reg.operations {
+        let answer = call(rt, service, &scope, request(op)).await;
+        assert!(
+            !answer.is_unknown_operation(),
+            "{service}: listed operation {op} is answered as unknown: {} {}",
+            answer.status,
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let made_up = call(rt, service, &scope, request("NoSuchOperationAtAll")).await;
+    assert!(
+        made_up.is_unknown_operation(),
+        "{service}: a made-up operation is not answered as unknown ({} {}), so this check proves nothing",
+        made_up.status,
+        String::from_utf8_lossy(&made_up.body)
+    );
+}
+
+/// [`check_operations`] for a JSON-protocol service: each operation is sent as
+/// `X-Amz-Target: {prefix}{op}` with an empty JSON object, `prefix` being the service's first
+/// [`Route::JsonTarget`](crate::Route::JsonTarget).
+pub async fn check_json_operations(rt: &Runtime, service: &str) {
+    let prefix = crate::service::registrations()
+        .into_iter()
+        .find(|r| r.service == service)
+        .and_then(|r| {
+            r.routes.iter().find_map(|route| match route {
+                crate::Route::JsonTarget(p) => Some(*p),
+                _ => None,
+            })
+        });
+    let Some(prefix) = prefix else {
+        panic!("{service}: no JsonTarget route");
+    };
+    check_operations(rt, service, |op| {
+        match http::Request::builder()
+            .method("POST")
+            .uri("/")
+            .header("x-amz-target", format!("{prefix}{op}"))
+            .header("content-type", "application/x-amz-json-1.0")
+            .body(crate::aws::Body::from("{}"))
+        {
+            Ok(r) => r,
+            Err(e) => panic!("{service}: operation {op} does not make a request: {e}"),
+        }
+    })
+    .await;
+}
+
+/// A real HTTP emulator on a loopback port running exactly `services`, for tests with an
+/// AWS SDK or any HTTP client: point the client at `server.endpoint`; `server.runtime` is
+/// the runtime behind it. The server stops when the value is dropped. Call it inside a
+/// tokio runtime.
+#[cfg(feature = "server")]
+pub async fn http_server(services: &[&str]) -> crate::server::TestServer {
+    crate::server::TestServer::start(services).await
+}

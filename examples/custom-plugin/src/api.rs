@@ -96,6 +96,18 @@ fn valid_name(field: &str, name: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// Every operation [`Op::parse`] answers, for the registration (`lib.rs`), the README's
+/// service table and the test that each is dispatched.
+pub const OPERATIONS: &[&str] = &[
+    "CreateNotebook",
+    "DeleteNotebook",
+    "ListNotebooks",
+    "PutNote",
+    "GetNote",
+    "DeleteNote",
+    "ListNotes",
+];
+
 impl Op {
     /// Parses operation `op` with JSON `body`.
     pub fn parse(op: &str, body: &Value) -> Result<Op, AwsError> {

@@ -5,7 +5,8 @@
 //! - [`state`]: the serde state types, current version 2 and the legacy version 1 with its
 //!   upgrade;
 //! - [`api`]: the AWS-style JSON API (`X-Amz-Target: Notes.<Operation>`);
-//! - [`provider`]: the [`cryopod::StateProvider`] and [`cryopod::Service`] implementation;
+//! - [`provider`]: the [`cryopod::Service`] (requests) and its state cell, which gives the
+//!   [`cryopod::StateProvider`] through [`cryopod::plugin::CellProvider`];
 //! - the registration, below: the last thing in the crate.
 
 pub mod api;
@@ -14,14 +15,16 @@ pub mod state;
 
 pub use provider::NotesService;
 
-/// The service name, also its signing name.
-pub const SERVICE: &str = "notes";
-
-cryopod::register_service! {
+// The one registration: service name, state and version stated once; the tag `notes/2`,
+// `SERVICE`, `STATE_VERSION` and the registry entry are derived from them.
+cryopod::plugin! {
     service: "notes",
+    state: state::NotesState,
+    version: 2,
     routes: &[
         cryopod::Route::JsonTarget("Notes."),
         cryopod::Route::SigningName("notes"),
     ],
+    operations: api::OPERATIONS,
     build: |ctx| std::sync::Arc::new(NotesService::new(ctx)),
 }

@@ -1,13 +1,12 @@
-//! The running service: request handling plus the [`StateProvider`] that snapshots it.
+//! The running service: request handling, and the state cell that makes it a
+//! [`cryopod::StateProvider`].
 
 use std::any::Any;
 
 use async_trait::async_trait;
 use base64::Engine;
-use cryopod::{
-    AwsError, AwsRequest, Body, ProviderError, ScopeFilter, Service, ServiceContext, ServiceState,
-    StateCell, StateProvider,
-};
+use cryopod::plugin::CellProvider;
+use cryopod::{AwsError, AwsRequest, Body, Service, ServiceContext, StateCell};
 use serde_json::Value;
 
 use crate::api::{self, Op};
@@ -86,28 +85,12 @@ impl NotesService {
     }
 }
 
-#[async_trait]
-impl StateProvider for NotesService {
-    fn service(&self) -> &'static str {
-        crate::SERVICE
-    }
-
-    fn state_version(&self) -> u32 {
-        2
-    }
-
-    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
-        Ok(self.state.capture(filter))
-    }
-
-    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
-        // Notes has nothing derived at run time (no timers, no indexes), so installing the
-        // state is the whole restore.
-        self.state.install(state)
-    }
-
-    fn empty_state(&self) -> Box<dyn ServiceState> {
-        Box::new(NotesState::default())
+/// The whole [`cryopod::StateProvider`]: capture, restore and reset come from the cell.
+/// Notes has nothing derived at run time (no timers, no indexes), so it needs no hooks.
+impl CellProvider for NotesService {
+    type State = NotesState;
+    fn cell(&self) -> &StateCell<NotesState> {
+        &self.state
     }
 }
 

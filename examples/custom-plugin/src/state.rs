@@ -99,7 +99,7 @@ impl ScopedState for NotesState {
     }
 }
 
-cryopod::service_state!(NotesState, service = "notes", version = 2, tag = "notes/2");
+// `ServiceState` (tag `notes/2`) is implemented by `cryopod::plugin!` in `lib.rs`.
 
 /// Version 1: notes had only text, notebooks had no tags.
 pub mod v1 {
@@ -161,7 +161,6 @@ pub mod v1 {
         NotesStateV1,
         service = "notes",
         version = 1,
-        tag = "notes/1",
         upgrade = upgrade
     );
 }

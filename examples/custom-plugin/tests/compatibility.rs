@@ -284,7 +284,8 @@ async fn a_service_this_build_lacks_is_reported_by_name_and_everything_else_load
 
 #[tokio::test]
 async fn an_upgraded_state_is_whole_before_it_is_merged() {
-    // A v1 bundle merged resource by resource into a running state: v1 notes join it.
+    // A v1 bundle merged resource by resource into a running state: v1 notes join it, and
+    // the notebook on both sides takes its configuration (tags: none in v1) from the bundle.
     let rt = runtime();
     install(
         &rt,
@@ -305,7 +306,7 @@ async fn an_upgraded_state_is_whole_before_it_is_merged() {
         describe_notes(&live_notes(&rt).await),
         lines(&[
             "111111111111/us-east-1 empty []",
-            "111111111111/us-east-1 recipes [mine=yes]",
+            "111111111111/us-east-1 recipes []",
             "111111111111/us-east-1 recipes/coffee r2 = black",
             "111111111111/us-east-1 recipes/pancakes r1 = flour, eggs, milk",
             "111111111111/us-east-1 recipes/tea r1 = boil water",

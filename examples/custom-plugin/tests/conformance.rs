@@ -9,9 +9,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use base64::Engine;
 use common::*;
+use cryopod::plugin::CellProvider;
 use cryopod::{
-    AwsError, AwsRequest, Body, ProviderError, Runtime, Scope, ScopeFilter, Scoped, ScopedState,
-    Service, ServiceState, StateCell, StateProvider,
+    AwsError, AwsRequest, Body, ProviderError, Runtime, Scope, Scoped, ScopedState, Service,
+    StateCell,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -167,34 +168,24 @@ impl ScopedState for LossyState {
     }
 }
 
-cryopod::service_state!(LossyState, service = "lossy", version = 1, tag = "lossy/1");
+cryopod::service_state!(LossyState, service = "lossy", version = 1);
 
 /// Forgets every counter named `forgotten` on restore: a field left out of restore.
 struct LossyService {
     cell: StateCell<LossyState>,
 }
 
-#[async_trait]
-impl StateProvider for LossyService {
-    fn service(&self) -> &'static str {
-        "lossy"
+impl CellProvider for LossyService {
+    type State = LossyState;
+    fn cell(&self) -> &StateCell<LossyState> {
+        &self.cell
     }
-    fn state_version(&self) -> u32 {
-        1
-    }
-    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
-        Ok(self.cell.capture(filter))
-    }
-    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
-        let mut s: LossyState = state.downcast("lossy")?;
+    fn before_install(&self, s: &mut LossyState) -> Result<(), ProviderError> {
         let scopes: Vec<Scope> = s.scopes.iter().map(|(sc, _)| sc.clone()).collect();
         for sc in scopes {
             s.scopes.get_mut(&sc).counters.remove("forgotten");
         }
-        self.cell.install(Box::new(s))
-    }
-    fn empty_state(&self) -> Box<dyn ServiceState> {
-        Box::new(LossyState::default())
+        Ok(())
     }
 }
 
@@ -236,4 +227,21 @@ async fn conformance_harness_rejects_a_provider_that_forgets_data_on_restore() {
             .unwrap();
     }
     let _ = cryopod::testing::check_provider("lossy", &rt, fresh).await;
+}
+
+#[tokio::test]
+async fn notes_registration_is_consistent() {
+    cryopod::testing::check_registration(cryopod_notes::SERVICE);
+}
+
+#[tokio::test]
+async fn every_listed_notes_operation_is_dispatched() {
+    let rt = runtime_with(&["notes"]);
+    cryopod::testing::check_json_operations(&rt, cryopod_notes::SERVICE).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "use cryopod::plugin!")]
+async fn registration_check_rejects_a_service_that_does_not_state_its_version() {
+    cryopod::testing::check_registration("lossy");
 }

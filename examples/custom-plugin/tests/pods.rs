@@ -7,9 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cryopod::pods::{LoadOptions, PodError, PodRef, Pods, SaveOptions};
-use cryopod::{AwsRequest, Body, MergeStrategy, Runtime, Scope, ScopeFilter, Snapshot};
+use cryopod::{MergeStrategy, Runtime, Scope, ScopeFilter, Snapshot};
 use cryopod_notes::state::{Note, Notebook, NotesState};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 const A: &str = "111111111111";
@@ -19,31 +18,13 @@ const US: &str = "us-east-1";
 fn runtime() -> Runtime {
     // Naming the plugin crate links it, so its registration is in the registry.
     assert_eq!(cryopod_notes::SERVICE, "notes");
-    Runtime::builder()
-        .enable(Some(vec!["notes".into()]))
-        .build()
-        .expect("runtime")
+    cryopod::testing::runtime_with(&["notes"])
 }
 
 async fn call(rt: &Runtime, scope: &Scope, op: &str, body: Value) -> Value {
-    let request = http::Request::builder()
-        .method("POST")
-        .uri("/")
-        .header("x-amz-target", format!("Notes.{op}"))
-        .body(Body::from(body.to_string()))
-        .expect("request");
-    let req = AwsRequest {
-        scope: scope.clone(),
-        access_key_id: None,
-        endpoint: "http://127.0.0.1:4566".into(),
-        request,
-    };
-    let resp = rt.service("notes").expect("notes").handle(req).await;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    assert_eq!(status, 200, "Notes.{op}: {v}");
-    v
+    cryopod::testing::call_json(rt, scope, &format!("Notes.{op}"), body)
+        .await
+        .ok_json()
 }
 
 /// The running notes state, encoded: equal bytes mean equal states.

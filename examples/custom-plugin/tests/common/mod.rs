@@ -19,13 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use cryopod::bundle::WriteOptions;
+use cryopod::plugin::CellProvider;
 use cryopod::{
     AwsError, AwsRequest, Body, MergeStrategy, ProviderError, ResourceCounts, Resources, Runtime,
     Scope, ScopeFilter, Scoped, ScopedState, Service, ServiceState, Snapshot, StateCell,
     StateProvider,
 };
 use cryopod_notes::state::{Note, Notebook, NotesScope, NotesState};
-use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -73,12 +73,7 @@ impl ScopedState for CounterState {
     }
 }
 
-cryopod::service_state!(
-    CounterState,
-    service = "counter",
-    version = 1,
-    tag = "counter/1"
-);
+cryopod::service_state!(CounterState, service = "counter", version = 1);
 
 pub struct CounterService {
     pub cell: StateCell<CounterState>,
@@ -173,12 +168,7 @@ impl ScopedState for FragileState {
     }
 }
 
-cryopod::service_state!(
-    FragileState,
-    service = "fragile",
-    version = 1,
-    tag = "fragile/1"
-);
+cryopod::service_state!(FragileState, service = "fragile", version = 1);
 
 pub struct FragileService {
     pub cell: StateCell<FragileState>,
@@ -187,28 +177,19 @@ pub struct FragileService {
     pub fail_next_restore: AtomicBool,
 }
 
-#[async_trait]
-impl StateProvider for FragileService {
-    fn service(&self) -> &'static str {
-        "fragile"
+impl CellProvider for FragileService {
+    type State = FragileState;
+    fn cell(&self) -> &StateCell<FragileState> {
+        &self.cell
     }
-    fn state_version(&self) -> u32 {
-        1
-    }
-    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
-        Ok(self.cell.capture(filter))
-    }
-    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
+    fn before_install(&self, _state: &mut FragileState) -> Result<(), ProviderError> {
         if self.fail_next_restore.swap(false, Ordering::SeqCst) {
             return Err(ProviderError::Other {
                 service: "fragile",
                 message: "restore refused by the test".into(),
             });
         }
-        self.cell.install(state)
-    }
-    fn empty_state(&self) -> Box<dyn ServiceState> {
-        Box::new(FragileState::default())
+        Ok(())
     }
 }
 
@@ -238,10 +219,7 @@ cryopod::register_service! {
 pub fn runtime_with(services: &[&str]) -> Runtime {
     // Naming the plugin crate links it, so its registration is in the registry.
     assert_eq!(cryopod_notes::SERVICE, "notes");
-    Runtime::builder()
-        .enable(Some(services.iter().map(|s| s.to_string()).collect()))
-        .build()
-        .expect("runtime builds")
+    cryopod::testing::runtime_with(services)
 }
 
 /// A runtime running `notes` and `counter`.
@@ -267,30 +245,9 @@ pub fn fragile(rt: &Runtime) -> &FragileService {
 
 /// Sends one notes API request in `scope` and returns the JSON answer; panics unless 200.
 pub async fn notes_call(rt: &Runtime, scope: &Scope, op: &str, body: Value) -> Value {
-    let request = http::Request::builder()
-        .method("POST")
-        .uri("/")
-        .header("x-amz-target", format!("Notes.{op}"))
-        .header("content-type", "application/x-amz-json-1.0")
-        .body(Body::from(body.to_string()))
-        .expect("request builds");
-    let req = AwsRequest {
-        scope: scope.clone(),
-        access_key_id: None,
-        endpoint: "http://127.0.0.1:4566".into(),
-        request,
-    };
-    let resp = rt.service("notes").expect("notes runs").handle(req).await;
-    let status = resp.status();
-    let bytes = resp
-        .into_body()
-        .collect()
+    cryopod::testing::call_json(rt, scope, &format!("Notes.{op}"), body)
         .await
-        .expect("body reads")
-        .to_bytes();
-    let json: Value = serde_json::from_slice(&bytes).expect("JSON answer");
-    assert_eq!(status, 200, "Notes.{op} failed: {json}");
-    json
+        .ok_json()
 }
 
 // ---------------------------------------------------------------------------------------
