@@ -198,14 +198,89 @@ fn set_request_id(resp: &mut Response<Body>) {
     set_owned(resp, "x-amzn-requestid", &uuid::Uuid::new_v4().to_string());
 }
 
-/// Account id derived from an access key id: a 12-digit key id is the account, anything
-/// else maps to [`crate::DEFAULT_ACCOUNT`] (LocalStack's convention, so test keys work).
+/// Account id derived from an access key id, without any lookup:
+/// - a 12-digit key id is the account (LocalStack's convention, so test keys work);
+/// - a key id the emulator issued ([`issue_access_key_id`]: 20 characters, `AKIA` or `ASIA`,
+///   then the 12-digit account, then 4 characters) maps to the account it embeds, so keys
+///   from IAM `CreateAccessKey` and STS `AssumeRole` act in their user's or role's account;
+/// - anything else maps to [`crate::DEFAULT_ACCOUNT`].
 pub fn account_from_access_key(key: Option<&str>) -> String {
     match key {
-        Some(k) if k.len() == 12 && k.bytes().all(|b| b.is_ascii_digit()) => k.to_string(),
-        _ => crate::scope::DEFAULT_ACCOUNT.to_string(),
+        Some(k) if is_account_id(k) => k.to_string(),
+        Some(k) => embedded_account(k)
+            .unwrap_or(crate::scope::DEFAULT_ACCOUNT)
+            .to_string(),
+        None => crate::scope::DEFAULT_ACCOUNT.to_string(),
     }
 }
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The account inside an emulator-issued key id (see [`issue_access_key_id`]).
+fn embedded_account(key: &str) -> Option<&str> {
+    if key.len() != 20 || !(key.starts_with("AKIA") || key.starts_with("ASIA")) {
+        return None;
+    }
+    let account = key.get(4..16)?;
+    let tail = key.get(16..)?;
+    (is_account_id(account) && tail.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(account)
+}
+
+/// Which kind of access key id to issue: AWS's prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A long-term key of an IAM user (`AKIA…`).
+    LongTerm,
+    /// Temporary credentials from STS (`ASIA…`).
+    Temporary,
+}
+
+/// A new access key id for `account` in the format [`account_from_access_key`] maps back
+/// without a lookup: `AKIA`/`ASIA`, the 12-digit account, 4 random characters of AWS's
+/// key alphabet (`A-Z`, `2-7`): 20 characters, the length of AWS's own key ids. An
+/// `account` that is not 12 digits is replaced by [`crate::DEFAULT_ACCOUNT`].
+pub fn issue_access_key_id(kind: KeyKind, account: &str) -> String {
+    let prefix = match kind {
+        KeyKind::LongTerm => "AKIA",
+        KeyKind::Temporary => "ASIA",
+    };
+    let account = if is_account_id(account) {
+        account
+    } else {
+        crate::scope::DEFAULT_ACCOUNT
+    };
+    format!("{prefix}{account}{}", random_chars(4, KEY_ALPHABET))
+}
+
+/// A new secret access key: 40 random characters, as AWS's.
+pub fn issue_secret_access_key() -> String {
+    random_chars(40, SECRET_ALPHABET)
+}
+
+/// `len` random characters of `alphabet` (at most 256 entries), from v4 UUIDs' random bits,
+/// for resource ids and tokens that must not repeat (not for cryptographic secrets: the
+/// emulator verifies no signatures).
+pub fn random_chars(len: usize, alphabet: &[u8]) -> String {
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        for b in uuid::Uuid::new_v4().as_bytes() {
+            if out.len() == len || alphabet.is_empty() {
+                break;
+            }
+            out.push(char::from(alphabet[usize::from(*b) % alphabet.len()]));
+        }
+        if alphabet.is_empty() {
+            break;
+        }
+    }
+    out
+}
+
+/// The characters of AWS's access key ids and unique ids (base32).
+pub const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// The parts of a SigV4 credential (`AKID/date/region/service/aws4_request`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -286,6 +361,43 @@ mod tests {
         assert_eq!(c.region, "us-west-2");
         assert_eq!(c.service, "s3");
         assert_eq!(account_from_access_key(Some("test")), "000000000000");
+    }
+
+    #[test]
+    fn issued_key_ids_map_to_their_account_and_others_as_before() {
+        for kind in [KeyKind::LongTerm, KeyKind::Temporary] {
+            let k = issue_access_key_id(kind, "123456789012");
+            assert_eq!(k.len(), 20);
+            assert!(k.starts_with(if kind == KeyKind::LongTerm {
+                "AKIA"
+            } else {
+                "ASIA"
+            }));
+            assert_eq!(account_from_access_key(Some(&k)), "123456789012");
+        }
+        assert!(issue_access_key_id(KeyKind::Temporary, "nope").starts_with("ASIA000000000000"));
+        // Backwards compatible: 12-digit ids, test keys and AWS-style ids keep their mapping.
+        assert_eq!(
+            account_from_access_key(Some("111122223333")),
+            "111122223333"
+        );
+        for other in [
+            "test",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ASIA12345678901",
+            "AKIA1234567890123456789",
+            "AKIA123456789012ab-d",
+            "XKIA123456789012ABCD",
+        ] {
+            assert_eq!(
+                account_from_access_key(Some(other)),
+                "000000000000",
+                "{other}"
+            );
+        }
+        assert_eq!(account_from_access_key(None), "000000000000");
+        assert_eq!(issue_secret_access_key().len(), 40);
+        assert_ne!(issue_secret_access_key(), issue_secret_access_key());
     }
 
     #[test]
