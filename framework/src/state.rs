@@ -186,6 +186,14 @@ pub fn section_codec(tag: &str) -> Option<&'static SectionCodec> {
         .copied()
 }
 
+/// How deeply the values of a state section may nest (MessagePack arrays and maps inside
+/// each other). Decoding recurses once per level, so a hostile bundle of a few kilobytes
+/// nested a thousand levels deep (rmp-serde's own default limit is 1024) could overflow the
+/// decoding thread's stack in an unoptimised build. Real states nest far less: the deepest
+/// today is a DynamoDB item, about 10 levels of state structure plus two per level of an
+/// attribute value, which AWS caps at 32 levels: under 80 in all.
+pub const MAX_SECTION_DEPTH: usize = 160;
+
 /// Decodes a section: the typed codec for `service/version` when registered, typetag
 /// otherwise. Returns the state and the number of bytes that followed it (an error in a
 /// well-formed section).
@@ -198,6 +206,7 @@ pub fn decode_section(
         return (codec.decode)(reader);
     }
     let mut de = rmp_serde::Deserializer::new(std::io::BufReader::with_capacity(64 * 1024, reader));
+    de.set_max_depth(MAX_SECTION_DEPTH);
     let state: Box<dyn ServiceState> = Deserialize::deserialize(&mut de)?;
     let trailing = std::io::copy(&mut de.into_inner(), &mut std::io::sink())
         .map_err(rmp_serde::decode::Error::InvalidDataRead)?;
@@ -279,6 +288,7 @@ pub mod __codec {
             .read_to_end(&mut bytes)
             .map_err(Error::InvalidDataRead)?;
         let mut de = rmp_serde::Deserializer::from_read_ref(&bytes);
+        de.set_max_depth(super::MAX_SECTION_DEPTH);
         let value: T = (&mut de).deserialize_map(Tagged(tag, PhantomData))?;
         // The borrowing reader does not say where it stopped: one more value that cannot
         // even start means the input ended with the state. (Bytes that start a value and
@@ -293,6 +303,7 @@ pub mod __codec {
             _ => {
                 let mut rest = &bytes[..];
                 let mut counting = rmp_serde::Deserializer::new(&mut rest);
+                counting.set_max_depth(super::MAX_SECTION_DEPTH);
                 (&mut counting).deserialize_map(Tagged::<IgnoredAny>(tag, PhantomData))?;
                 drop(counting);
                 Ok((Box::new(value), rest.len() as u64))

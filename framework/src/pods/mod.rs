@@ -1249,6 +1249,7 @@ fn decode_section(
     plain: &[u8],
 ) -> Result<Box<dyn ServiceState>, PodError> {
     let mut de = rmp_serde::Deserializer::new(plain);
+    de.set_max_depth(crate::state::MAX_SECTION_DEPTH);
     let state: Box<dyn ServiceState> =
         Deserialize::deserialize(&mut de).map_err(|e| Error::Decode {
             service: service.to_string(),
