@@ -23,6 +23,7 @@ pub mod persistence;
 pub mod pods;
 pub mod plugin;
 pub mod runtime;
+pub mod protocol;
 pub mod scope;
 #[cfg(feature = "server")]
 pub mod server;
