@@ -11,6 +11,7 @@
 pub mod aws;
 pub mod background;
 pub mod blob;
+pub mod checkpoint;
 pub mod diff;
 #[cfg(feature = "cli")]
 pub mod cli;

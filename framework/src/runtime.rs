@@ -123,6 +123,7 @@ impl RuntimeBuilder {
                 blobs,
                 changes,
                 barrier,
+                checkpoints: Arc::default(),
             }),
         })
     }
@@ -135,6 +136,7 @@ struct Inner {
     blobs: BlobStore,
     changes: Arc<ChangeTracker>,
     barrier: Arc<tokio::sync::RwLock<()>>,
+    checkpoints: Arc<crate::checkpoint::Checkpoints>,
 }
 
 /// The enabled services and the operations that move their state. Cheap to clone.
@@ -168,7 +170,7 @@ pub struct ScopeCounts {
 }
 
 impl ScopeCounts {
-    fn from_summary(summary: Vec<(Scope, ResourceCounts)>) -> Vec<ScopeCounts> {
+    pub(crate) fn from_summary(summary: Vec<(Scope, ResourceCounts)>) -> Vec<ScopeCounts> {
         summary
             .into_iter()
             .map(|(s, resources)| ScopeCounts {
@@ -209,6 +211,12 @@ impl Runtime {
     /// The shared blob store.
     pub fn blobs(&self) -> &BlobStore {
         &self.inner.blobs
+    }
+
+    /// The named in-memory checkpoints ([`crate::checkpoint`]); blob collection treats
+    /// their blobs as referenced.
+    pub fn checkpoints(&self) -> &Arc<crate::checkpoint::Checkpoints> {
+        &self.inner.checkpoints
     }
 
     /// Change tracking shared with every service.
@@ -327,6 +335,23 @@ impl Runtime {
             .await
     }
 
+    /// Overwrites exactly the services in `snapshot` with its states, all or nothing, for a
+    /// checkpoint restore: the snapshot was captured by this runtime (same state versions)
+    /// and its blobs are pinned, so nothing is checked or counted per blob or resource and
+    /// the cost does not grow with the state's size. Returns the services installed.
+    pub(crate) async fn apply_pinned(&self, snapshot: Snapshot) -> Result<Vec<&'static str>> {
+        let names: Vec<String> = snapshot.services.keys().cloned().collect();
+        let report = self
+            .apply_inner(
+                snapshot,
+                MergeStrategy::Overwrite,
+                Some(&names),
+                BlobCheck::Pinned,
+            )
+            .await?;
+        Ok(self.select(Some(&report.loaded.into_keys().collect::<Vec<_>>()))?)
+    }
+
     async fn apply_inner(
         &self,
         snapshot: Snapshot,
@@ -363,9 +388,11 @@ impl Runtime {
                     }
                 }
             }
-            report
-                .loaded
-                .insert(name.clone(), ScopeCounts::from_summary(state.summary()));
+            let counts = match blob_check {
+                BlobCheck::Pinned => Vec::new(),
+                _ => ScopeCounts::from_summary(state.summary()),
+            };
+            report.loaded.insert(name.clone(), counts);
             incoming.insert(*key, state);
         }
 
@@ -533,6 +560,9 @@ enum BlobCheck {
     Stat,
     /// `read_bundle` checked them all, and blob collection was off since.
     Decoded,
+    /// A checkpoint's: pinned against collection while it exists. Resources are not
+    /// counted either (the checkpoint counted them when it was taken).
+    Pinned,
 }
 
 struct Policy {

@@ -1634,6 +1634,7 @@ impl Persistence {
             }
         };
         let grace = blob_gc_grace();
+        let checkpoints = self.runtime.checkpoints().clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut keep: BTreeSet<Digest> = saved.into_values().flatten().collect();
             for state in live.services.values() {
@@ -1641,7 +1642,13 @@ impl Persistence {
             }
             // This capture's own registration would make the collection skip itself.
             drop(live);
-            blobs.collect_garbage(&keep, grace)
+            // Checkpoints' blobs are referenced too; the registry stays locked through the
+            // collection, so a checkpoint being taken is either seen here or still holds its
+            // capture's readers (and the collection is skipped).
+            checkpoints.with_pinned(|pinned| {
+                keep.extend(pinned.iter().cloned());
+                blobs.collect_garbage(&keep, grace)
+            })
         })
         .await;
         match done {
