@@ -583,3 +583,62 @@ pub async fn check_json_operations(rt: &Runtime, service: &str) {
 pub async fn http_server(services: &[&str]) -> crate::server::TestServer {
     crate::server::TestServer::start(services).await
 }
+
+/// Writes the golden bundle of `service`'s current state version: `rt`'s state of that
+/// service (fill it with the plugin's richest `populate`) exported to `path`. Run it only
+/// from an ignored test, once per state version: the file is committed and never rewritten,
+/// so that [`load_golden`] proves that this version's bundles still load in later builds.
+pub async fn write_golden(rt: &Runtime, service: &str, path: &std::path::Path) -> Result<()> {
+    let services = vec![service.to_string()];
+    let (bytes, _) = rt
+        .export(
+            Some(&services),
+            &ScopeFilter::all(),
+            Vec::new(),
+            WriteOptions::default(),
+        )
+        .await?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, bytes)?;
+    Ok(())
+}
+
+/// Loads a committed golden bundle of `service` into `rt` (replacing its state) and checks
+/// that the bundle holds that service at state version `version` and that it loaded, not
+/// skipped. The caller then checks concrete values of the loaded state.
+pub async fn load_golden(
+    rt: &Runtime,
+    service: &str,
+    version: u32,
+    path: &std::path::Path,
+) -> Result<crate::runtime::ApplyReport> {
+    let bytes = std::fs::read(path)?;
+    let bundle = cryopod_bundle::SeekableBundle::open(
+        Cursor::new(bytes.clone()),
+        cryopod_bundle::Limits::default(),
+    )?;
+    let entry = bundle
+        .manifest()
+        .services
+        .iter()
+        .find(|s| s.name == service)
+        .map(|s| s.state_version);
+    assert_eq!(
+        entry,
+        Some(version),
+        "{}: the golden bundle does not hold {service} at version {version}",
+        path.display()
+    );
+    let report = rt
+        .import(Cursor::new(bytes), None, MergeStrategy::Overwrite)
+        .await?;
+    assert!(
+        report.loaded.contains_key(service),
+        "{}: {service} was not loaded: {:?}",
+        path.display(),
+        report.skipped
+    );
+    Ok(report)
+}

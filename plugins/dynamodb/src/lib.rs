@@ -22,14 +22,15 @@ pub mod value;
 
 pub use provider::DynamoService;
 
-/// The service name, also its signing name.
-pub const SERVICE: &str = "dynamodb";
-
-cryopod::register_service! {
+// The registration: `SERVICE`, `STATE_VERSION` (from the state's `service_state!`) and
+// the registry entry, stated once.
+cryopod::plugin! {
     service: "dynamodb",
+    state: state::DynamoState,
     routes: &[
         cryopod::Route::JsonTarget("DynamoDB_20120810."),
         cryopod::Route::SigningName("dynamodb"),
     ],
+    operations: provider::OPERATIONS,
     build: |ctx| std::sync::Arc::new(DynamoService::new(ctx)),
 }

@@ -3,15 +3,40 @@
 use std::any::Any;
 
 use async_trait::async_trait;
-use cryopod::{
-    AwsRequest, Body, ProviderError, ScopeFilter, Service, ServiceContext, ServiceState, StateCell,
-    StateProvider,
-};
+use cryopod::plugin::CellProvider;
+use cryopod::{AwsRequest, Body, Service, ServiceContext, StateCell};
 use serde_json::Value;
 
 use crate::api;
 use crate::error::DdbError;
 use crate::state::DynamoState;
+
+/// Every operation this service answers, in AWS's names: the operations `api::write_op` and
+/// `api::read_op` match. The registration carries it, the README's service table is checked
+/// against it, and `tests/registration.rs` checks each is dispatched.
+pub const OPERATIONS: &[&str] = &[
+    "BatchGetItem",
+    "BatchWriteItem",
+    "CreateTable",
+    "DeleteItem",
+    "DeleteTable",
+    "DescribeLimits",
+    "DescribeTable",
+    "DescribeTimeToLive",
+    "GetItem",
+    "ListTables",
+    "ListTagsOfResource",
+    "PutItem",
+    "Query",
+    "Scan",
+    "TagResource",
+    "TransactGetItems",
+    "TransactWriteItems",
+    "UntagResource",
+    "UpdateItem",
+    "UpdateTable",
+    "UpdateTimeToLive",
+];
 
 /// The `X-Amz-Target` prefix of every DynamoDB operation.
 pub const TARGET_PREFIX: &str = "DynamoDB_20120810.";
@@ -109,34 +134,17 @@ fn now_epoch() -> f64 {
     (d.as_millis() as f64) / 1000.0
 }
 
-#[async_trait]
-impl StateProvider for DynamoService {
-    fn service(&self) -> &'static str {
-        crate::SERVICE
+/// The [`cryopod::StateProvider`] comes from the cell, with one hook: secondary indexes are
+/// derived data, never serialized, so those of every table that came from a bundle are
+/// pending and are built in the background once installed (queries that need one first wait
+/// for it). Tables taken from the running state keep theirs.
+impl CellProvider for DynamoService {
+    type State = DynamoState;
+    fn cell(&self) -> &StateCell<DynamoState> {
+        &self.state
     }
-
-    fn state_version(&self) -> u32 {
-        1
-    }
-
-    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
-        Ok(self.state.capture(filter))
-    }
-
-    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
-        // Secondary indexes are derived data, never serialized: those of every table that
-        // came from a bundle are pending; build them in the background once installed
-        // (queries that need one first wait for it). Tables taken from the running state
-        // keep theirs.
-        let s: DynamoState = state.downcast(crate::SERVICE)?;
-        let builds = s.clone();
-        self.state.install(Box::new(s))?;
-        builds.start_index_builds();
-        Ok(())
-    }
-
-    fn empty_state(&self) -> Box<dyn ServiceState> {
-        Box::new(DynamoState::default())
+    fn after_restore(&self, installed: &DynamoState) {
+        installed.start_index_builds();
     }
 }
 

@@ -23,9 +23,6 @@ pub mod zip;
 
 pub use provider::LambdaService;
 
-/// The service name, also its SigV4 signing name.
-pub const SERVICE: &str = "lambda";
-
 /// Path under which `GetFunction`'s `Code.Location` URLs are served (unsigned GETs).
 pub const CODE_DOWNLOAD_PREFIX: &str = "/2015-03-31/code-download";
 /// Path under which `GetLayerVersion`'s `Content.Location` URLs are served.
@@ -34,9 +31,12 @@ pub const LAYER_DOWNLOAD_PREFIX: &str = "/2018-10-31/layer-download";
 // Every dated path prefix of Lambda's REST API in botocore's model is claimed, so that
 // operations this emulator does not implement still reach it and get a clear answer instead
 // of falling through to another service.
-cryopod::register_service! {
+// The registration: `SERVICE`, `STATE_VERSION` (from the state's `service_state!`) and
+// the registry entry, stated once.
+cryopod::plugin! {
     service: "lambda",
     routes: &[
+    state: state::LambdaState,
         cryopod::Route::SigningName("lambda"),
         cryopod::Route::PathPrefix("/2014-11-13/"),
         cryopod::Route::PathPrefix("/2015-03-31/"),
@@ -57,4 +57,5 @@ cryopod::register_service! {
         cryopod::Route::PathPrefix("/2026-07-09/"),
     ],
     build: |ctx| std::sync::Arc::new(LambdaService::new(ctx)),
+    operations: provider::OPERATIONS,
 }

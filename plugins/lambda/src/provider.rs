@@ -4,10 +4,8 @@ use std::any::Any;
 use std::io::SeekFrom;
 
 use async_trait::async_trait;
-use cryopod::{
-    AwsError, AwsRequest, Body, ProviderError, Scope, ScopeFilter, Service, ServiceContext,
-    ServiceState, StateCell, StateProvider,
-};
+use cryopod::plugin::CellProvider;
+use cryopod::{AwsError, AwsRequest, Body, Scope, Service, ServiceContext, StateCell};
 use http::{HeaderValue, Response, StatusCode};
 use serde_json::Value;
 
@@ -16,6 +14,45 @@ use crate::error::{internal, invalid, not_found, serialization};
 use crate::state::{CodeRef, LambdaState};
 use crate::validate::Input;
 use crate::zip::{self, MAX_UNZIPPED_BYTES, ZipError};
+
+/// Every operation this service answers, in AWS's names: the operations
+/// [`Op::route`](crate::api::Op::route) routes to a handler (Invoke and the other data-plane
+/// calls are refused: no code runs). The registration carries it, the README's service table is
+/// checked against it, and `tests/registration.rs` checks each is dispatched.
+pub const OPERATIONS: &[&str] = &[
+    "AddPermission",
+    "CreateAlias",
+    "CreateEventSourceMapping",
+    "CreateFunction",
+    "DeleteAlias",
+    "DeleteEventSourceMapping",
+    "DeleteFunction",
+    "DeleteLayerVersion",
+    "GetAccountSettings",
+    "GetAlias",
+    "GetEventSourceMapping",
+    "GetFunction",
+    "GetFunctionConfiguration",
+    "GetLayerVersion",
+    "GetLayerVersionByArn",
+    "GetPolicy",
+    "ListAliases",
+    "ListEventSourceMappings",
+    "ListFunctions",
+    "ListLayerVersions",
+    "ListLayers",
+    "ListTags",
+    "ListVersionsByFunction",
+    "PublishLayerVersion",
+    "PublishVersion",
+    "RemovePermission",
+    "TagResource",
+    "UntagResource",
+    "UpdateAlias",
+    "UpdateEventSourceMapping",
+    "UpdateFunctionCode",
+    "UpdateFunctionConfiguration",
+];
 
 /// The Lambda service. All state lives in one [`StateCell`]: transactional writes, change
 /// tracking for persistence and O(1) captures come from it.
@@ -364,29 +401,12 @@ fn json_response(status: StatusCode, value: Option<Value>) -> Response<Body> {
     resp
 }
 
-#[async_trait]
-impl StateProvider for LambdaService {
-    fn service(&self) -> &'static str {
-        crate::SERVICE
-    }
-
-    fn state_version(&self) -> u32 {
-        1
-    }
-
-    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
-        Ok(self.state.capture(filter))
-    }
-
-    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
-        // Nothing is derived at run time (no timers, no pollers: mappings are stored only,
-        // and download URLs are computed from the state on every request), so installing
-        // the state is the whole restore.
-        self.state.install(state)
-    }
-
-    fn empty_state(&self) -> Box<dyn ServiceState> {
-        Box::new(LambdaState::default())
+/// The whole [`cryopod::StateProvider`] comes from the cell: download URLs are computed from
+/// the state on every request, so installing the state is the whole restore.
+impl CellProvider for LambdaService {
+    type State = LambdaState;
+    fn cell(&self) -> &StateCell<LambdaState> {
+        &self.state
     }
 }
 

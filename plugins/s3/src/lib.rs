@@ -30,14 +30,15 @@ pub mod state;
 
 pub use provider::S3Plugin;
 
-/// The service name, also its SigV4 signing name.
-pub const SERVICE: &str = "s3";
-
-cryopod::register_service! {
+// The registration: `SERVICE`, `STATE_VERSION` (from the state's `service_state!`) and
+// the registry entry, stated once.
+cryopod::plugin! {
     service: "s3",
+    state: state::S3State,
     routes: &[
         cryopod::Route::SigningName("s3"),
         cryopod::Route::Fallback,
     ],
+    operations: provider::OPERATIONS,
     build: |ctx| std::sync::Arc::new(S3Plugin::new(ctx)),
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use cryopod::plugin::CellProvider;
 use cryopod::{
-    AwsError, AwsRequest, Body, Digest, ObjectSource, ProviderError, Scope, ScopeFilter, Service,
-    ServiceContext, ServiceState, StateCell, StateProvider,
+    AwsError, AwsRequest, Body, Digest, ObjectSource, Scope, Service, ServiceContext, StateCell,
 };
 use futures::TryStreamExt;
 use http::{HeaderValue, StatusCode};
@@ -23,6 +23,49 @@ use crate::api::{Backend, Inner, RequestCtx};
 use crate::body::AwsChunkedDecoder;
 use crate::checksum::ChunkedTrailer;
 use crate::state::S3State;
+
+/// Every operation this service answers, in AWS's names: the [`s3s::S3`] methods `api::Backend`
+/// implements; s3s answers every other operation `NotImplemented`. The registration carries it,
+/// the README's service table is checked against it, and `tests/registration.rs` checks each is
+/// dispatched.
+pub const OPERATIONS: &[&str] = &[
+    "AbortMultipartUpload",
+    "CompleteMultipartUpload",
+    "CopyObject",
+    "CreateBucket",
+    "CreateMultipartUpload",
+    "DeleteBucket",
+    "DeleteBucketCors",
+    "DeleteBucketPolicy",
+    "DeleteBucketTagging",
+    "DeleteObject",
+    "DeleteObjectTagging",
+    "DeleteObjects",
+    "GetBucketCors",
+    "GetBucketLocation",
+    "GetBucketPolicy",
+    "GetBucketTagging",
+    "GetBucketVersioning",
+    "GetObject",
+    "GetObjectAttributes",
+    "GetObjectTagging",
+    "HeadBucket",
+    "HeadObject",
+    "ListBuckets",
+    "ListMultipartUploads",
+    "ListObjectVersions",
+    "ListObjects",
+    "ListObjectsV2",
+    "ListParts",
+    "PutBucketCors",
+    "PutBucketPolicy",
+    "PutBucketTagging",
+    "PutBucketVersioning",
+    "PutObject",
+    "PutObjectTagging",
+    "UploadPart",
+    "UploadPartCopy",
+];
 
 /// The S3 service. Requests go through s3s (protocol) into [`Backend`] (semantics), which
 /// keeps all state in one [`StateCell`].
@@ -264,29 +307,15 @@ fn unchunk_headers(headers: &mut http::HeaderMap) {
     headers.remove("x-amz-trailer");
 }
 
-#[async_trait]
-impl StateProvider for S3Plugin {
-    fn service(&self) -> &'static str {
-        crate::SERVICE
+/// The [`cryopod::StateProvider`] comes from the cell; the bucket-name index is derived
+/// state, rebuilt from what a restore installed.
+impl CellProvider for S3Plugin {
+    type State = S3State;
+    fn cell(&self) -> &StateCell<S3State> {
+        &self.inner.cell
     }
-
-    fn state_version(&self) -> u32 {
-        1
-    }
-
-    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
-        Ok(self.inner.cell.capture(filter))
-    }
-
-    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
-        self.inner.cell.install(state)?;
-        // The bucket-name index is derived state: rebuild it from what was installed.
+    fn after_restore(&self, _installed: &S3State) {
         self.inner.rebuild_index();
-        Ok(())
-    }
-
-    fn empty_state(&self) -> Box<dyn ServiceState> {
-        Box::new(S3State::default())
     }
 }
 

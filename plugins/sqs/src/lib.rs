@@ -29,15 +29,16 @@ pub mod state;
 pub use provider::SqsService;
 pub use state::SqsState;
 
-/// The service name, also its signing name.
-pub const SERVICE: &str = "sqs";
-
-cryopod::register_service! {
+// The registration: `SERVICE`, `STATE_VERSION` (from the state's `service_state!`) and
+// the registry entry, stated once.
+cryopod::plugin! {
     service: "sqs",
+    state: state::SqsState,
     routes: &[
         cryopod::Route::JsonTarget("AmazonSQS."),
         cryopod::Route::SigningName("sqs"),
         cryopod::Route::QueryAction(provider::ACTIONS),
     ],
+    operations: provider::OPERATIONS,
     build: |ctx| std::sync::Arc::new(SqsService::new(ctx)),
 }

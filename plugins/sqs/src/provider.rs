@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use cryopod::{
-    AwsRequest, Body, ProviderError, Scope, ScopeFilter, Service, ServiceContext, ServiceState,
-    StateCell, StateProvider,
-};
+use cryopod::plugin::CellProvider;
+use cryopod::{AwsRequest, Body, ProviderError, Scope, Service, ServiceContext, StateCell};
 use http::{HeaderValue, Response, StatusCode};
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -21,6 +19,31 @@ use crate::clock::Clock;
 use crate::error::{ErrorKind, SqsError, SqsResult};
 use crate::protocol;
 use crate::state::SqsState;
+
+/// Every operation this service answers, in AWS's names: the actions `SqsService::call` answers
+/// (the rest of [`ACTIONS`] are routed here and refused as unsupported). The registration
+/// carries it, the README's service table is checked against it, and `tests/registration.rs`
+/// checks each is dispatched.
+pub const OPERATIONS: &[&str] = &[
+    "ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch",
+    "CreateQueue",
+    "DeleteMessage",
+    "DeleteMessageBatch",
+    "DeleteQueue",
+    "GetQueueAttributes",
+    "GetQueueUrl",
+    "ListDeadLetterSourceQueues",
+    "ListQueueTags",
+    "ListQueues",
+    "PurgeQueue",
+    "ReceiveMessage",
+    "SendMessage",
+    "SendMessageBatch",
+    "SetQueueAttributes",
+    "TagQueue",
+    "UntagQueue",
+];
 
 /// Largest request body accepted: a 1 MiB batch, base64 and form encoding included.
 const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -313,39 +336,26 @@ fn query_ok(op: &str, out: &Value) -> Response<Body> {
     resp
 }
 
-#[async_trait]
-impl StateProvider for SqsService {
-    fn service(&self) -> &'static str {
-        crate::SERVICE
+/// The [`cryopod::StateProvider`] comes from the cell, with SQS's clock kept right: each
+/// captured scope is stamped with the capture time, and a restore shifts each queue's clock
+/// by the time elapsed since, so delays, visibility timeouts and deduplication windows resume
+/// where they were; then every long poll is woken to look at the new state. The restore is
+/// one atomic swap, so dead-letter queues and their sources appear together; nothing else is
+/// derived at run time (a queue's receive index is built at its first receive).
+impl CellProvider for SqsService {
+    type State = SqsState;
+    fn cell(&self) -> &StateCell<SqsState> {
+        &self.state
     }
-
-    fn state_version(&self) -> u32 {
-        1
-    }
-
-    /// An O(1) clone of the state, each scope stamped with the capture time so a restore
-    /// can keep delays, visibility timeouts and deduplication windows where they were.
-    async fn snapshot(&self, filter: &ScopeFilter) -> Result<Box<dyn ServiceState>, ProviderError> {
-        let captured = self.state.capture(filter);
-        let mut state: SqsState = captured.downcast(crate::SERVICE)?;
+    fn on_capture(&self, state: &mut SqsState) {
         state.stamp_capture(self.clock.now_ms());
-        Ok(Box::new(state))
     }
-
-    /// Installs the state with each queue's clock shifted by the time elapsed since its
-    /// capture, then wakes every long poll so it looks at the new state. The restore is one
-    /// atomic swap, so dead-letter queues and their sources appear together; nothing else is
-    /// derived at run time (a queue's receive index is built at its first receive).
-    async fn restore(&self, state: Box<dyn ServiceState>) -> Result<(), ProviderError> {
-        let mut state: SqsState = state.downcast(crate::SERVICE)?;
+    fn before_install(&self, state: &mut SqsState) -> Result<(), ProviderError> {
         state.resume_at(self.clock.now_ms());
-        self.state.install(Box::new(state))?;
-        self.wake_all();
         Ok(())
     }
-
-    fn empty_state(&self) -> Box<dyn ServiceState> {
-        Box::new(SqsState::default())
+    fn after_restore(&self, _installed: &SqsState) {
+        self.wake_all();
     }
 }
 
