@@ -114,6 +114,17 @@ impl Text {
         }
     }
 
+    /// AWS's name shape, `[\w+=,.@-]` characters (IAM user, role, group and policy names,
+    /// STS session names), of `min..=max` characters.
+    pub const fn name(min: usize, max: usize) -> Text {
+        Text {
+            min,
+            max,
+            allowed: Some(is_name_char),
+            pattern: "[\\w+=,.@-]+",
+        }
+    }
+
     /// Checks `value` (the parameter `name`'s) against the constraint.
     pub fn check(&self, name: &str, value: &str) -> Result<(), QueryError> {
         let n = value.chars().count();
@@ -144,6 +155,11 @@ impl Text {
         }
         Ok(())
     }
+}
+
+/// A character of AWS's name pattern `[\w+=,.@-]`.
+pub fn is_name_char(c: char) -> bool {
+    c.is_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | '-')
 }
 
 /// One query-protocol request: its `Action`, `Version` and the other form parameters.
