@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::bundle::BundleOutput;
+use crate::checkpoint::CheckpointError;
 use crate::error::Error;
 use crate::scope::ScopeFilter;
 use crate::state::MergeStrategy;
@@ -37,6 +38,12 @@ pub(super) fn router() -> Router<Arc<App>> {
         .route("/state/{service}/reset", post(reset_one))
         .route("/state/{service}/save", post(save_one))
         .route("/state/{service}/load", post(load_one))
+        .route("/checkpoints", get(checkpoint_list))
+        .route(
+            "/checkpoints/{name}",
+            post(checkpoint_save).delete(checkpoint_delete),
+        )
+        .route("/checkpoints/{name}/restore", post(checkpoint_restore))
         .fallback(not_found)
 }
 
@@ -609,6 +616,93 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::channel(DEPTH);
         let mut w = ChannelWriter::new(tx);
         w.write_bytes(&vec![1u8; CHUNK]).unwrap();
+impl From<CheckpointError> for ApiError {
+    fn from(e: CheckpointError) -> Self {
+        let e = match e {
+            CheckpointError::Runtime(inner) => return inner.into(),
+            other => other,
+        };
+        let (status, code) = match &e {
+            CheckpointError::Runtime(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            CheckpointError::InvalidName(_) => (StatusCode::BAD_REQUEST, "InvalidCheckpointName"),
+            CheckpointError::NotFound(_) => (StatusCode::NOT_FOUND, "NoSuchCheckpoint"),
+            CheckpointError::Limit { .. } => (StatusCode::CONFLICT, "CheckpointLimit"),
+            CheckpointError::BadSetting(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InvalidSetting"),
+            CheckpointError::ServiceNotCaptured { .. } => {
+                (StatusCode::BAD_REQUEST, "ServiceNotInCheckpoint")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn to_json(v: impl serde::Serialize) -> Result<axum::Json<Value>, ApiError> {
+    serde_json::to_value(v).map(axum::Json).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            e.to_string(),
+        )
+    })
+}
+
+/// `POST /_cryopod/checkpoints/{name}`: takes a checkpoint (`?services=` narrows it).
+async fn checkpoint_save(
+    State(app): AppState,
+    Path(name): Path<String>,
+    Query(q): Query<StateQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    // Services still waiting for a lazy load would be captured empty.
+    loaded(&app).await?;
+    let info = app
+        .runtime
+        .checkpoint_save(&name, q.services().as_deref())
+        .await?;
+    to_json(info)
+}
+
+/// `POST /_cryopod/checkpoints/{name}/restore`: the running state becomes the checkpoint
+/// again. Under `ON_REQUEST` saving the answer waits until the restored state is durable,
+/// as an AWS request's does.
+async fn checkpoint_restore(
+    State(app): AppState,
+    Path(name): Path<String>,
+    Query(q): Query<StateQuery>,
+) -> Result<axum::Json<Value>, ApiError> {
+    // A lazy load after the restore would replace the restored state.
+    loaded(&app).await?;
+    let services = q.services();
+    let (restored, changed) =
+        crate::service::track_changes(app.runtime.checkpoint_restore(&name, services.as_deref()))
+            .await;
+    let restored = restored?;
+    if let (Some(generation), Some(hooks), Some(first)) = (changed, &app.hooks, restored.first()) {
+        hooks
+            .after_change(first, generation)
+            .await
+            .map_err(|e| ApiError::new(e.status, "RestoreNotDurable", e.message))?;
+    }
+    Ok(axum::Json(
+        json!({ "checkpoint": name, "restored": restored }),
+    ))
+}
+
+/// `GET /_cryopod/checkpoints`: every checkpoint with its services, counts and what it
+/// keeps alive.
+async fn checkpoint_list(State(app): AppState) -> Result<axum::Json<Value>, ApiError> {
+    let list = app.runtime.checkpoint_list().await?;
+    Ok(axum::Json(json!({ "checkpoints": to_json(list)?.0 })))
+}
+
+/// `DELETE /_cryopod/checkpoints/{name}`.
+async fn checkpoint_delete(
+    State(app): AppState,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    app.runtime.checkpoint_delete(&name)?;
+    Ok(axum::Json(json!({ "deleted": name })))
+}
+
         let first = rx.try_recv().unwrap().unwrap();
         let ptr = first.as_ptr();
         // While hyper holds the chunk, its buffer is not reused.
