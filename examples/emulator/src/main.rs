@@ -22,6 +22,10 @@ const DEFAULT_SERVICES: &[&str] = &[
     cryopod_lambda::SERVICE,
     #[cfg(feature = "dynamodb")]
     cryopod_dynamodb::SERVICE,
+    #[cfg(feature = "ssm")]
+    cryopod_ssm::SERVICE,
+    #[cfg(feature = "secretsmanager")]
+    cryopod_secretsmanager::SERVICE,
 ];
 
 fn main() -> ExitCode {
