@@ -365,3 +365,73 @@ async fn every_merge_strategy_holds_unit_by_unit() {
     let b = capture(bundle).await;
     cryopod::testing::check_merges(a.as_ref(), b.as_ref());
 }
+
+// ---------------------------------------------------------------------------------------
+// The golden bundle of state version 1: written once by an earlier build and committed, so
+// every later build proves it still loads DynamoDB bundles and data of that version. A new
+// state version adds its own golden file beside it; this one is never regenerated.
+
+fn golden_v1() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dynamodb-v1.cryopod")
+}
+
+#[tokio::test]
+#[ignore = "writes tests/fixtures/dynamodb-v1.cryopod; run only to create a version's golden file"]
+async fn regenerate_dynamodb_v1_golden_bundle() {
+    let rt = fresh_runtime();
+    populate(&rt).await;
+    cryopod::testing::write_golden(&rt, SERVICE, &golden_v1())
+        .await
+        .expect("golden bundle written");
+}
+
+/// Every table's items in every populated scope, as `Scan` answers them, sorted.
+async fn all_items(rt: &Runtime) -> Vec<(String, String, Vec<String>)> {
+    let mut out = Vec::new();
+    for account in ["111111111111", "222222222222"] {
+        for region in ["us-east-1", "eu-west-1"] {
+            let s = Scope::new(account, region);
+            let tables = call(rt, &s, "ListTables", json!({})).await;
+            for t in tables["TableNames"].as_array().cloned().unwrap_or_default() {
+                let name = t.as_str().unwrap_or_default().to_string();
+                let scan = call(rt, &s, "Scan", json!({"TableName": name})).await;
+                let mut items: Vec<String> = scan["Items"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(Value::to_string)
+                    .collect();
+                items.sort();
+                out.push((s.to_string(), name, items));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn golden_v1_bundle_loads_to_the_expected_state() {
+    let rt = fresh_runtime();
+    cryopod::testing::load_golden(&rt, SERVICE, 1, &golden_v1())
+        .await
+        .expect("the v1 golden bundle loads");
+    let s = Scope::new("111111111111", "us-east-1");
+    let orders = call(&rt, &s, "DescribeTable", json!({"TableName": "Orders"})).await;
+    assert_eq!(orders["Table"]["KeySchema"][0]["AttributeName"], "pk");
+    assert_eq!(
+        orders["Table"]["GlobalSecondaryIndexes"][0]["IndexName"],
+        "by-gpk"
+    );
+    assert_eq!(
+        orders["Table"]["ProvisionedThroughput"]["ReadCapacityUnits"],
+        5
+    );
+    // Every table and item, every attribute type included, is what that build's populate
+    // made.
+    let loaded = all_items(&rt).await;
+    assert!(loaded.iter().any(|(_, _, items)| !items.is_empty()));
+    let today = fresh_runtime();
+    populate(&today).await;
+    assert_eq!(loaded, all_items(&today).await);
+}

@@ -486,3 +486,54 @@ async fn in_flight_message_reappears_after_its_remaining_timeout_after_restore()
         "2"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The golden bundle of state version 1: written once by an earlier build and committed, so
+// every later build proves it still loads SQS bundles and data of that version. A new state
+// version adds its own golden file beside it; this one is never regenerated.
+
+fn golden_v1() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sqs-v1.cryopod")
+}
+
+#[tokio::test]
+#[ignore = "writes tests/fixtures/sqs-v1.cryopod; run only to create a version's golden file"]
+async fn regenerate_sqs_v1_golden_bundle() {
+    let rt = runtime();
+    populate(&rt).await;
+    cryopod::testing::write_golden(&rt, SERVICE, &golden_v1())
+        .await
+        .expect("golden bundle written");
+}
+
+#[tokio::test]
+async fn golden_v1_bundle_loads_to_the_expected_state() {
+    let rt = runtime();
+    cryopod::testing::load_golden(&rt, SERVICE, 1, &golden_v1())
+        .await
+        .expect("the v1 golden bundle loads");
+    let loaded = view(&rt);
+    assert_eq!(loaded.len(), 4, "two accounts x two regions");
+    let (account, region, queues) = &loaded[0];
+    assert_eq!(
+        (account.as_str(), region.as_str()),
+        ("111111111111", "eu-west-1")
+    );
+    let work = queues
+        .iter()
+        .find(|(name, _, _)| name == "work")
+        .expect("queue work");
+    assert_eq!(work.1, "40", "work's visibility timeout");
+    // Every queue, attribute and message body is what the populate of that build made.
+    let today = runtime();
+    populate(&today).await;
+    assert_eq!(loaded, view(&today));
+    let tags = call(
+        &rt,
+        &Scope::new("111111111111", "us-east-1"),
+        "ListQueueTags",
+        json!({"QueueUrl": url(&Scope::new("111111111111", "us-east-1"), "work")}),
+    )
+    .await;
+    assert_eq!(tags["Tags"]["team"], "core");
+}
