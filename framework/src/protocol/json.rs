@@ -590,3 +590,24 @@ mod tests {
         assert!(page(keys.iter().map(|k| (*k, *k)), Some("!!"), 2).is_err());
     }
 }
+
+/// Runs one operation on a plugin's state cell: a write through [`crate::StateCell::write`]
+/// (on a copy, installed only on success, change-tracked), a read under the read lock.
+/// Why here: every JSON plugin's dispatch ends in this same choice.
+pub async fn run_on<S, E>(
+    cell: &crate::StateCell<S>,
+    scope: &crate::Scope,
+    is_write: bool,
+    on_write: impl FnOnce(&mut S) -> Result<Value, E>,
+    on_read: impl FnOnce(&S) -> Result<Value, E>,
+) -> Result<Value, AwsError>
+where
+    S: crate::ScopedState + crate::ServiceState,
+    E: Into<AwsError>,
+{
+    if is_write {
+        cell.write(scope, on_write).await.map_err(Into::into)
+    } else {
+        cell.read(on_read).map_err(Into::into)
+    }
+}

@@ -6,7 +6,7 @@ use std::any::Any;
 
 use async_trait::async_trait;
 use cryopod::plugin::CellProvider;
-use cryopod::protocol::json::{Input, JsonProtocol};
+use cryopod::protocol::json::{self, Input, JsonProtocol};
 use cryopod::{AwsError, AwsRequest, Body, Scope, Service, ServiceContext, StateCell};
 use serde_json::Value;
 
@@ -47,18 +47,14 @@ impl SecretsService {
             scope: scope.clone(),
             now_ms: self.clock.now_ms(),
         };
-        if api::is_write(op) {
-            self.state
-                .write(scope, |s| {
-                    api::write(s.scopes.get_mut(scope), &ctx, op, &input)
-                })
-                .await
-                .map_err(AwsError::from)
-        } else {
-            self.state
-                .read(|s| api::read(s.scopes.get(scope), &ctx, op, &input))
-                .map_err(AwsError::from)
-        }
+        json::run_on(
+            &self.state,
+            scope,
+            api::is_write(op),
+            |s| api::write(s.scopes.get_mut(scope), &ctx, op, &input),
+            |s| api::read(s.scopes.get(scope), &ctx, op, &input),
+        )
+        .await
     }
 
     /// Reads the live state (tests, diagnostics).

@@ -6,7 +6,7 @@ use std::any::Any;
 
 use async_trait::async_trait;
 use cryopod::plugin::CellProvider;
-use cryopod::protocol::json::{Input, JsonProtocol};
+use cryopod::protocol::json::{self, Input, JsonProtocol};
 use cryopod::{AwsError, AwsRequest, Body, Scope, Service, ServiceContext, StateCell};
 use serde_json::Value;
 
@@ -41,18 +41,14 @@ impl SsmService {
         if !api::OPERATIONS.contains(&op) {
             return Err(api::unknown(op).into());
         }
-        if api::is_write(op) {
-            self.state
-                .write(scope, |s| {
-                    api::write(s.scopes.get_mut(scope), &ctx, op, &input)
-                })
-                .await
-                .map_err(AwsError::from)
-        } else {
-            self.state
-                .read(|s| api::read(s.scopes.get(scope), &ctx, op, &input))
-                .map_err(AwsError::from)
-        }
+        json::run_on(
+            &self.state,
+            scope,
+            api::is_write(op),
+            |s| api::write(s.scopes.get_mut(scope), &ctx, op, &input),
+            |s| api::read(s.scopes.get(scope), &ctx, op, &input),
+        )
+        .await
     }
 
     /// Reads the live state (tests, diagnostics).
