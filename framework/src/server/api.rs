@@ -157,7 +157,7 @@ async fn health(State(app): AppState) -> axum::Json<Value> {
     axum::Json(health_document(&app))
 }
 
-async fn loaded(app: &App) -> Result<(), ApiError> {
+pub(super) async fn loaded(app: &App) -> Result<(), ApiError> {
     match &app.hooks {
         Some(h) => h.ensure_loaded().await,
         None => Ok(()),
@@ -249,24 +249,46 @@ async fn not_found(req: Request) -> ApiError {
     )
 }
 
+/// `GET /_cryopod/state`: the bundle, streamed ([`export_stream`]).
+async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Response, ApiError> {
+    Ok(export_stream(&app, q.services().as_deref(), &q.filter())
+        .await?
+        .response)
+}
+
+/// An export on its way to the client: the response streaming the bundle, and what the
+/// bundle holds (LocalStack's export answers name its services and size in headers).
+pub(super) struct Export {
+    /// `200` with the bundle as a streamed body.
+    pub response: Response,
+    /// The services in the bundle.
+    pub services: Vec<String>,
+    /// Plain bytes of the blobs in the bundle (the bundle's own length is known only once
+    /// it is written).
+    pub blob_bytes: u64,
+}
+
 /// Streams the bundle as it is written: the capture happens first (so an unknown service is
 /// a clean 400), then a blocking writer feeds the response body through a bounded channel.
+/// Shared by `/_cryopod/state` and `/_localstack/pods/state`.
 ///
 /// Memory stays bounded (at most `DEPTH + 2` chunks of `CHUNK` bytes per export) and the
 /// first bytes leave before the export finishes. Each byte is copied once in user space,
 /// from the bundle writer's slices into a recycled chunk buffer that hyper then writes to
 /// the socket as is (no further copy, no allocation per chunk).
-async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Response, ApiError> {
-    loaded(&app).await?;
-    let services = q.services();
-    let snapshot = app
-        .runtime
-        .capture(services.as_deref(), &q.filter())
-        .await?;
+pub(super) async fn export_stream(
+    app: &App,
+    services: Option<&[String]>,
+    filter: &ScopeFilter,
+) -> Result<Export, ApiError> {
+    loaded(app).await?;
+    let snapshot = app.runtime.capture(services, filter).await?;
     let blobs = app.runtime.blobs().clone();
     // Built (which checks every blob is present) before the first byte, so a failure is a
     // clean error response rather than a broken stream.
     let manifest = snapshot.manifest(&blobs)?;
+    let names = manifest.services.iter().map(|s| s.name.clone()).collect();
+    let blob_bytes = manifest.blobs.bytes;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(DEPTH);
     // At a lower CPU priority, so requests served during a long export keep their latency.
     crate::background::spawn("export", move || {
@@ -287,7 +309,7 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
         )
     })?;
     let stream = tokio_stream_from(rx);
-    Response::builder()
+    let response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/vnd.cryopod.bundle")
         .body(Body::from_stream(stream))
@@ -297,7 +319,12 @@ async fn export(State(app): AppState, Query(q): Query<StateQuery>) -> Result<Res
                 "InternalError",
                 e.to_string(),
             )
-        })
+        })?;
+    Ok(Export {
+        response,
+        services: names,
+        blob_bytes,
+    })
 }
 
 fn tokio_stream_from(
@@ -467,32 +494,7 @@ async fn import(
     Query(q): Query<StateQuery>,
     req: Request,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let reader = SharedReader(Arc::new(std::sync::Mutex::new(BodyReader::pump(
-        req.into_body(),
-    ))));
-    let result = import_from(&app, &q, reader.clone()).await;
-    if result.is_err() {
-        // Read the rest of the upload before answering: a server that closes the connection
-        // with request bytes unread resets it, and the client never sees the error answer.
-        let mut rest = reader;
-        let _ = tokio::task::spawn_blocking(move || io::copy(&mut rest, &mut io::sink())).await;
-    }
-    result
-}
-
-async fn import_from<R: io::Read + Send + 'static>(
-    app: &App,
-    q: &StateQuery,
-    reader: R,
-) -> Result<axum::Json<Value>, ApiError> {
-    let merge = q.merge()?;
-    let services = q.services();
-    app.runtime.select(services.as_deref())?;
-    loaded(app).await?;
-    let report = app
-        .runtime
-        .import(reader, services.as_deref(), merge)
-        .await?;
+    let report = import_body(&app, req.into_body(), q.services(), q.merge(), |r| r).await?;
     Ok(axum::Json(serde_json::to_value(report).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -500,6 +502,44 @@ async fn import_from<R: io::Read + Send + 'static>(
             e.to_string(),
         )
     })?))
+}
+
+/// The request body a bundle is read from, as the blocking reader the import reads.
+pub(super) type ImportReader = SharedReader<BodyReader>;
+
+/// Imports the bundle `body` carries (after `adapt`, which may unwrap it, as from a
+/// multipart upload), shared by `/_cryopod/state` and `/_localstack/pods`. `merge` is the
+/// caller's parsed strategy: an error there is answered like any other, after the body.
+///
+/// On failure the rest of the upload is read before answering: a server that closes the
+/// connection with request bytes unread resets it, and the client never sees the error.
+pub(super) async fn import_body<R, F>(
+    app: &App,
+    body: Body,
+    services: Option<Vec<String>>,
+    merge: Result<MergeStrategy, ApiError>,
+    adapt: F,
+) -> Result<crate::runtime::ApplyReport, ApiError>
+where
+    R: io::Read + Send + 'static,
+    F: FnOnce(ImportReader) -> R,
+{
+    let reader = SharedReader(Arc::new(std::sync::Mutex::new(BodyReader::pump(body))));
+    let result = async {
+        let merge = merge?;
+        app.runtime.select(services.as_deref())?;
+        loaded(app).await?;
+        Ok(app
+            .runtime
+            .import(adapt(reader.clone()), services.as_deref(), merge)
+            .await?)
+    }
+    .await;
+    if result.is_err() {
+        let mut rest = reader;
+        let _ = tokio::task::spawn_blocking(move || io::copy(&mut rest, &mut io::sink())).await;
+    }
+    result
 }
 
 /// Body frames queued ahead of the import (hyper's frames are at most a few hundred KiB, so
@@ -513,7 +553,7 @@ const BODY_QUEUE: usize = 64;
 /// thread, so hyper reads the next frame from the socket only when the importer asks for
 /// it, and every frame costs two thread hand-offs while neither side works. With a queue,
 /// receiving and importing overlap, and the importer blocks only when it has caught up.
-struct BodyReader {
+pub(super) struct BodyReader {
     rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
     current: Bytes,
 }
@@ -559,7 +599,7 @@ impl io::Read for BodyReader {
 
 /// A reader the import handler keeps a handle on, to drain the request body after a failed
 /// import.
-struct SharedReader<R>(Arc<std::sync::Mutex<R>>);
+pub(super) struct SharedReader<R>(Arc<std::sync::Mutex<R>>);
 
 impl<R> Clone for SharedReader<R> {
     fn clone(&self) -> Self {
@@ -576,46 +616,6 @@ impl<R: io::Read> io::Read for SharedReader<R> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    type Rx = tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>;
-
-    fn collect(mut rx: Rx) -> Vec<Bytes> {
-        let mut chunks = Vec::new();
-        while let Some(c) = rx.blocking_recv() {
-            chunks.push(c.unwrap());
-        }
-        chunks
-    }
-
-    #[test]
-    fn channel_writer_sends_whole_chunks_in_order() {
-        let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
-        let data: Vec<u8> = (0..3 * CHUNK + 12_345).map(|i| (i % 251) as u8).collect();
-        let input = data.clone();
-        let writer = std::thread::spawn(move || {
-            let mut w = ChannelWriter::new(tx);
-            // Uneven writes, as the bundle writer makes: headers, 1 MiB chunks, checksums.
-            for part in input.chunks(CHUNK / 3 + 7) {
-                w.write_bytes(&part[..5]).unwrap();
-                w.write_bytes(&part[5..]).unwrap();
-            }
-            w.flush_output().unwrap();
-        });
-        let chunks = collect(rx);
-        writer.join().unwrap();
-        let sizes: Vec<usize> = chunks.iter().map(Bytes::len).collect();
-        assert_eq!(sizes, vec![CHUNK, CHUNK, CHUNK, 12_345]);
-        assert_eq!(chunks.concat(), data);
-    }
-
-    #[test]
-    fn chunk_buffers_are_recycled_once_written() {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(DEPTH);
-        let mut w = ChannelWriter::new(tx);
-        w.write_bytes(&vec![1u8; CHUNK]).unwrap();
 impl From<CheckpointError> for ApiError {
     fn from(e: CheckpointError) -> Self {
         let e = match e {
@@ -703,6 +703,46 @@ async fn checkpoint_delete(
     Ok(axum::Json(json!({ "deleted": name })))
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Rx = tokio::sync::mpsc::Receiver<Result<Bytes, io::Error>>;
+
+    fn collect(mut rx: Rx) -> Vec<Bytes> {
+        let mut chunks = Vec::new();
+        while let Some(c) = rx.blocking_recv() {
+            chunks.push(c.unwrap());
+        }
+        chunks
+    }
+
+    #[test]
+    fn channel_writer_sends_whole_chunks_in_order() {
+        let (tx, rx) = tokio::sync::mpsc::channel(DEPTH);
+        let data: Vec<u8> = (0..3 * CHUNK + 12_345).map(|i| (i % 251) as u8).collect();
+        let input = data.clone();
+        let writer = std::thread::spawn(move || {
+            let mut w = ChannelWriter::new(tx);
+            // Uneven writes, as the bundle writer makes: headers, 1 MiB chunks, checksums.
+            for part in input.chunks(CHUNK / 3 + 7) {
+                w.write_bytes(&part[..5]).unwrap();
+                w.write_bytes(&part[5..]).unwrap();
+            }
+            w.flush_output().unwrap();
+        });
+        let chunks = collect(rx);
+        writer.join().unwrap();
+        let sizes: Vec<usize> = chunks.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, vec![CHUNK, CHUNK, CHUNK, 12_345]);
+        assert_eq!(chunks.concat(), data);
+    }
+
+    #[test]
+    fn chunk_buffers_are_recycled_once_written() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(DEPTH);
+        let mut w = ChannelWriter::new(tx);
+        w.write_bytes(&vec![1u8; CHUNK]).unwrap();
         let first = rx.try_recv().unwrap().unwrap();
         let ptr = first.as_ptr();
         // While hyper holds the chunk, its buffer is not reused.

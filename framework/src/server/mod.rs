@@ -4,6 +4,7 @@
 mod api;
 mod gateway;
 pub mod guard;
+pub mod localstack;
 pub mod pods_api;
 
 use std::future::Future;
@@ -67,6 +68,7 @@ pub fn router(app: Arc<App>) -> Router {
         .nest("/_cryopod/pods", pods_api::router())
         .route("/_cryopod/launchpad", pods_api::launchpad_route())
         .nest("/_cryopod", api::router())
+        .nest("/_localstack", localstack::router())
         .fallback(aws_fallback)
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -189,16 +191,18 @@ async fn first_request_is_internal(tcp: &tokio::net::TcpStream) -> bool {
 /// `Some(answer)` once the start of a request line decides it, `None` while it is too
 /// short to tell.
 fn is_internal_request_line(seen: &[u8]) -> Option<bool> {
-    const PATH: &[u8] = b"/_cryopod/";
+    // The management surface: cryopod's API and its LocalStack face (whose exports stream
+    // as long as cryopod's).
+    const PATHS: [&[u8]; 2] = [b"/_cryopod/", b"/_localstack/"];
     const LONGEST_METHOD: usize = 7; // OPTIONS
     let Some(space) = seen.iter().position(|b| *b == b' ') else {
         let may_be_method = seen.len() <= LONGEST_METHOD && seen.iter().all(u8::is_ascii_uppercase);
         return if may_be_method { None } else { Some(false) };
     };
     let path = &seen[space + 1..];
-    if path.len() >= PATH.len() {
-        Some(path.starts_with(PATH))
-    } else if PATH.starts_with(path) {
+    if PATHS.iter().any(|p| path.starts_with(p)) {
+        Some(true)
+    } else if PATHS.iter().any(|p| p.starts_with(path)) {
         None
     } else {
         Some(false)
@@ -375,5 +379,8 @@ mod tests {
         assert!(!sorted(&[b"PUT /bucket HTTP/1.1\r\n"]).await);
         assert!(!sorted(&[b"\x16\x03\x01 not http"]).await);
         assert!(!sorted(&[b"GET /_cryopodx HTTP/1.1\r\n"]).await);
+        assert!(sorted(&[b"GET /_localstack/health HTTP/1.1\r\n\r\n"]).await);
+        assert!(sorted(&[b"DELETE /_locals", b"tack/pods/p HTTP/1.1\r\n"]).await);
+        assert!(!sorted(&[b"GET /_localstackx HTTP/1.1\r\n"]).await);
     }
 }

@@ -128,8 +128,13 @@ impl PodQuery {
 }
 
 fn secret(headers: &HeaderMap) -> Option<String> {
+    secret_in(headers, SECRET_HEADER)
+}
+
+/// A pod secret from the header `name` (cryopod's or LocalStack's), when it is set.
+pub(super) fn secret_in(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
-        .get(SECRET_HEADER)
+        .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
         .filter(|s| !s.is_empty())
