@@ -532,3 +532,57 @@ async fn duplicate_function_is_a_conflict() {
     assert_eq!(v["__code"], "ResourceConflictException");
     let _: Value = v;
 }
+
+// ---------------------------------------------------------------------------------------
+// The golden bundle of state version 1: written once by an earlier build and committed, so
+// every later build proves it still loads Lambda bundles and data of that version. A new
+// state version adds its own golden file beside it; this one is never regenerated.
+
+fn golden_v1() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lambda-v1.cryopod")
+}
+
+#[tokio::test]
+#[ignore = "writes tests/fixtures/lambda-v1.cryopod; run only to create a version's golden file"]
+async fn regenerate_lambda_v1_golden_bundle() {
+    let rt = populated_runtime().await;
+    cryopod::testing::write_golden(&rt, cryopod_lambda::SERVICE, &golden_v1())
+        .await
+        .expect("golden bundle written");
+}
+
+#[tokio::test]
+async fn golden_v1_bundle_loads_to_the_expected_state() {
+    let rt = fresh_runtime();
+    cryopod::testing::load_golden(&rt, cryopod_lambda::SERVICE, 1, &golden_v1())
+        .await
+        .expect("the v1 golden bundle loads");
+    let today = populated_runtime().await;
+    for a in ACCOUNTS {
+        for r in REGIONS {
+            let s = Scope::new(a, r);
+            let loaded = functions(&rt, &s).await;
+            assert!(!loaded.is_empty(), "{s}: functions loaded");
+            assert_eq!(loaded, functions(&today, &s).await, "{s}: functions");
+            assert_eq!(
+                layer_versions(&rt, &s).await,
+                layer_versions(&today, &s).await,
+                "{s}: layer versions"
+            );
+        }
+    }
+    // Code packages travel as blobs named by their sha256: equal sets, equal packages.
+    let blobs = |rt: &Runtime| {
+        let rt = rt.clone();
+        async move {
+            let snap = rt
+                .capture(None, &ScopeFilter::all())
+                .await
+                .expect("capture");
+            snap.services[cryopod_lambda::SERVICE].blobs()
+        }
+    };
+    let loaded = blobs(&rt).await;
+    assert!(!loaded.is_empty(), "the bundle carries code packages");
+    assert_eq!(loaded, blobs(&today).await);
+}

@@ -510,3 +510,54 @@ async fn every_merge_strategy_holds_unit_by_unit() {
     let b = state_of(&bundle).await;
     cryopod::testing::check_merges(&a, &b);
 }
+
+// ---------------------------------------------------------------------------------------
+// The golden bundle of state version 1: written once by an earlier build and committed, so
+// every later build proves it still loads S3 bundles and data of that version. A new state
+// version adds its own golden file beside it; this one is never regenerated.
+
+fn golden_v1() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/s3-v1.cryopod")
+}
+
+async fn golden_source() -> Runtime {
+    let rt = fresh_runtime();
+    for s in scopes() {
+        populate(&rt, &s, "c").await;
+    }
+    rt
+}
+
+#[tokio::test]
+#[ignore = "writes tests/fixtures/s3-v1.cryopod; run only to create a version's golden file"]
+async fn regenerate_s3_v1_golden_bundle() {
+    let rt = golden_source().await;
+    cryopod::testing::write_golden(&rt, SERVICE, &golden_v1())
+        .await
+        .expect("golden bundle written");
+}
+
+#[tokio::test]
+async fn golden_v1_bundle_loads_to_the_expected_state() {
+    use cryopod::ServiceState;
+
+    let rt = fresh_runtime();
+    cryopod::testing::load_golden(&rt, SERVICE, 1, &golden_v1())
+        .await
+        .expect("the v1 golden bundle loads");
+    let loaded = state_of(&rt).await;
+    let today = state_of(&golden_source().await).await;
+    // The same buckets and keys in the same scopes, and the same bodies (blob digests are
+    // the sha256 of the bytes, so equal sets mean equal contents).
+    assert_eq!(layout(&loaded), layout(&today));
+    assert!(
+        !loaded.blobs().is_empty(),
+        "the bundle carries object bodies"
+    );
+    assert_eq!(loaded.blobs(), today.blobs());
+    for d in loaded.blobs() {
+        assert!(rt.blobs().read(&d).is_ok(), "blob {d} was imported");
+    }
+    assert_eq!(layout(&loaded).len(), layout(&today).len());
+    assert_eq!(loaded.scopes().len(), 4, "two accounts x two regions");
+}
