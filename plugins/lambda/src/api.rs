@@ -139,6 +139,10 @@ pub enum Op {
     ListTags(String),
     /// `GET /2016-08-19/account-settings`
     GetAccountSettings,
+    /// `POST /2015-03-31/functions/{f}/invocations` (runs the function: [`crate::invoke`])
+    Invoke(String),
+    /// `POST /2014-11-13/functions/{f}/invoke-async` (the legacy asynchronous invoke)
+    InvokeAsync(String),
     /// Unsigned download of a function's zip: account, region, function, digest hex.
     DownloadFunctionCode(String, String, String, String),
     /// Unsigned download of a layer's zip: account, region, layer, digest hex.
@@ -193,12 +197,8 @@ impl Op {
             ("DELETE", ["2015-03-31", "functions", f, "policy", sid]) => {
                 Op::RemovePermission(own(f), own(sid))
             }
-            ("POST", ["2015-03-31", "functions", _, "invocations"]) => {
-                Op::Unsupported("Invoke".into())
-            }
-            ("POST", ["2014-11-13", "functions", _, "invoke-async"]) => {
-                Op::Unsupported("InvokeAsync".into())
-            }
+            ("POST", ["2015-03-31", "functions", f, "invocations"]) => Op::Invoke(own(f)),
+            ("POST", ["2014-11-13", "functions", f, "invoke-async"]) => Op::InvokeAsync(own(f)),
             (
                 "POST",
                 [

@@ -1,11 +1,12 @@
 //! `lambda`: the AWS Lambda control plane for cryopod, with snapshot support.
 //!
 //! What it keeps: functions with their published versions, aliases, resource policies,
-//! environment and tags; layers and their versions; event source mappings (stored, not
-//! polled). Code packages (zips from `ZipFile` or from S3 through the S3 service's
+//! environment and tags; layers and their versions; event source mappings. Code packages (zips from `ZipFile` or from S3 through the S3 service's
 //! [`cryopod::ObjectSource`]) live in the framework's content-addressed blob store, one copy
 //! per distinct package, so big packages and layers cost nothing to capture and travel in
-//! bundles as blobs. Invoke is out of scope and answered with a clear error.
+//! bundles as blobs. [`invoke`] runs the code: `Invoke` for Python, Node.js and `provided`
+//! functions as local processes behind the Lambda Runtime API, `Event` invocations and SQS
+//! event source mappings; none of that is state.
 //!
 //! - [`state`]: the serde state and what one resource is for service-merge;
 //! - [`api`]: routing and the operations, with AWS's validation and error codes;
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod error;
+pub mod invoke;
 pub mod names;
 pub mod provider;
 pub mod render;
@@ -35,8 +37,8 @@ pub const LAYER_DOWNLOAD_PREFIX: &str = "/2018-10-31/layer-download";
 // the registry entry, stated once.
 cryopod::plugin! {
     service: "lambda",
-    routes: &[
     state: state::LambdaState,
+    routes: &[
         cryopod::Route::SigningName("lambda"),
         cryopod::Route::PathPrefix("/2014-11-13/"),
         cryopod::Route::PathPrefix("/2015-03-31/"),
@@ -56,6 +58,6 @@ cryopod::plugin! {
         cryopod::Route::PathPrefix("/2025-12-01/"),
         cryopod::Route::PathPrefix("/2026-07-09/"),
     ],
-    build: |ctx| std::sync::Arc::new(LambdaService::new(ctx)),
     operations: provider::OPERATIONS,
+    build: |ctx| std::sync::Arc::new(LambdaService::new(ctx)),
 }

@@ -16,9 +16,10 @@ use crate::validate::Input;
 use crate::zip::{self, MAX_UNZIPPED_BYTES, ZipError};
 
 /// Every operation this service answers, in AWS's names: the operations
-/// [`Op::route`](crate::api::Op::route) routes to a handler (Invoke and the other data-plane
-/// calls are refused: no code runs). The registration carries it, the README's service table is
-/// checked against it, and `tests/registration.rs` checks each is dispatched.
+/// [`Op::route`](crate::api::Op::route) routes to a handler (`Invoke` and `InvokeAsync` run
+/// code through [`crate::invoke`]; the other data-plane calls are refused). The registration
+/// carries it, the README's service table is checked against it, and `tests/registration.rs`
+/// checks each is dispatched.
 pub const OPERATIONS: &[&str] = &[
     "AddPermission",
     "CreateAlias",
@@ -36,6 +37,8 @@ pub const OPERATIONS: &[&str] = &[
     "GetLayerVersion",
     "GetLayerVersionByArn",
     "GetPolicy",
+    "Invoke",
+    "InvokeAsync",
     "ListAliases",
     "ListEventSourceMappings",
     "ListFunctions",
@@ -57,15 +60,20 @@ pub const OPERATIONS: &[&str] = &[
 /// The Lambda service. All state lives in one [`StateCell`]: transactional writes, change
 /// tracking for persistence and O(1) captures come from it.
 pub struct LambdaService {
-    state: StateCell<LambdaState>,
+    state: std::sync::Arc<StateCell<LambdaState>>,
+    /// Runs function code; shares the state to resolve functions at each invocation.
+    invoker: std::sync::Arc<crate::invoke::Invoker>,
 }
 
 impl LambdaService {
     /// Built by the runtime from the registration in `lib.rs`.
     pub fn new(ctx: ServiceContext) -> Self {
-        Self {
-            state: StateCell::new(ctx),
-        }
+        let state = std::sync::Arc::new(StateCell::new(ctx.clone()));
+        let invoker = crate::invoke::Invoker::new(ctx, state.clone());
+        // Event source mappings poll from the start (also right after a state is loaded),
+        // not only once a Lambda request arrives.
+        invoker.wake();
+        Self { state, invoker }
     }
 
     fn ctx(&self) -> &ServiceContext {
@@ -172,6 +180,11 @@ impl LambdaService {
                 return self.download(code).await;
             }
             Op::Unsupported(what) => return Err(api::unsupported_op(what)),
+            Op::Invoke(f) | Op::InvokeAsync(f) => {
+                let legacy = matches!(op, Op::InvokeAsync(_));
+                return crate::invoke::operation::invoke(&self.invoker, req, f, &query, legacy)
+                    .await;
+            }
             _ => {}
         }
         let body_bytes = if op.has_body() {
@@ -338,7 +351,11 @@ impl LambdaService {
             }
             Op::ListTags(arn) => Some(st.read(|s| api::list_tags(s, &ctx, arn))?),
             Op::GetAccountSettings => Some(st.read(|s| api::account_settings(s, &ctx))),
-            Op::DownloadFunctionCode(..) | Op::DownloadLayerCode(..) | Op::Unsupported(_) => None,
+            Op::DownloadFunctionCode(..)
+            | Op::DownloadLayerCode(..)
+            | Op::Unsupported(_)
+            | Op::Invoke(_)
+            | Op::InvokeAsync(_) => None,
         };
         Ok(json_response(status, value))
     }
@@ -402,18 +419,29 @@ fn json_response(status: StatusCode, value: Option<Value>) -> Response<Body> {
 }
 
 /// The whole [`cryopod::StateProvider`] comes from the cell: download URLs are computed from
-/// the state on every request, so installing the state is the whole restore.
+/// the state on every request. What runs is derived from the state: after a restore the
+/// invoker drops warm environments and re-creates the event source pollers.
 impl CellProvider for LambdaService {
     type State = LambdaState;
     fn cell(&self) -> &StateCell<LambdaState> {
         &self.state
+    }
+
+    fn after_restore(&self, _state: &LambdaState) {
+        self.invoker.restored();
     }
 }
 
 #[async_trait]
 impl Service for LambdaService {
     async fn handle(&self, req: AwsRequest) -> Response<Body> {
-        match self.dispatch(req).await {
+        // A mapping may have been created, changed or deleted: re-derive the pollers now.
+        let mappings = req.request.uri().path().contains("/event-source-mappings");
+        let out = self.dispatch(req).await;
+        if mappings {
+            self.invoker.pollers.poke();
+        }
+        match out {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(code = %e.code, message = %e.message, "lambda error");

@@ -26,6 +26,8 @@ fn route(op: &str) -> (&'static str, &'static str) {
             "/2018-10-31/layers?find=LayerVersion&Arn=arn:aws:lambda:us-east-1:000000000000:layer:l:1",
         ),
         "GetPolicy" => ("GET", "/2015-03-31/functions/f/policy"),
+        "Invoke" => ("POST", "/2015-03-31/functions/f/invocations"),
+        "InvokeAsync" => ("POST", "/2014-11-13/functions/f/invoke-async"),
         "ListAliases" => ("GET", "/2015-03-31/functions/f/aliases"),
         "ListEventSourceMappings" => ("GET", "/2015-03-31/event-source-mappings"),
         "ListFunctions" => ("GET", "/2015-03-31/functions"),

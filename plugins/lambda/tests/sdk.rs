@@ -453,12 +453,16 @@ async fn aws_refusals_come_back_as_the_same_exceptions() {
         .unwrap_err()
         .into_service_error();
     assert!(e.is_precondition_failed_exception(), "{e:?}");
-    // Invoke is out of scope and says so.
-    let err = c.invoke().function_name("f").send().await.unwrap_err();
-    let raw = err.raw_response().map(|r| r.status().as_u16());
-    assert_eq!(raw, Some(501));
-    let msg = format!("{:?}", err.into_service_error());
-    assert!(msg.contains("not supported by this emulator"), "{msg}");
+    // Invoking a function that does not exist is AWS's ResourceNotFoundException (running
+    // code is tested in tests/invoke.rs).
+    let e = c
+        .invoke()
+        .function_name("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
 }
 
 #[tokio::test]
