@@ -26,6 +26,10 @@ const DEFAULT_SERVICES: &[&str] = &[
     cryopod_ssm::SERVICE,
     #[cfg(feature = "secretsmanager")]
     cryopod_secretsmanager::SERVICE,
+    #[cfg(feature = "sts")]
+    cryopod_sts::SERVICE,
+    #[cfg(feature = "iam")]
+    cryopod_iam::SERVICE,
 ];
 
 fn main() -> ExitCode {
