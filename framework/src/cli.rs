@@ -8,15 +8,57 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use crate::cli_out::{self, Out, coded, from_api};
 use crate::persistence::{LoadStrategy, OnCorrupt, Persistence, PersistenceConfig, SaveStrategy};
 use crate::runtime::Runtime;
 use crate::server::App;
+
+/// The `Environment:` section of a client command's `--help`, with `extra` lines.
+macro_rules! client_env {
+    ($($extra:literal),*) => {
+        concat!(
+            "Environment:\n",
+            "  CRYOPOD_ENDPOINT                                  the emulator's address (--endpoint)\n",
+            $($extra, "\n",)*
+            "  HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY      proxies on the way to the emulator (lower-case too)",
+        )
+    };
+}
+pub(crate) use client_env;
+
+/// `--help` of client commands: the variables the CLI reads.
+pub(crate) const CLIENT_ENV: &str = client_env!();
+
+/// `--help` of the offline bundle commands.
+const OFFLINE_ENV: &str = "Environment: none; works on the file alone, without the emulator.";
+
+/// `--help` of `serve`: every variable the emulator reads besides those of its options
+/// (each option shows its own `[env: …]`). README.md's configuration table lists the same
+/// names; `tests/tests/cli_unix.rs` checks that the two agree.
+const SERVE_ENV: &str = "\
+Environment (besides the variable each option above names in its env field):
+  RUST_LOG                                            log filter (default info); logs go to stderr
+  AUTO_LOAD_POD                                       pods to load at start (`a,b:2`), before DATA_DIR/init-pods.d, unless persistence restored a state
+  MERGE_STRATEGY                                      merge strategy of those loads (default account-region-merge)
+  POD_SECRET                                          passphrase of encrypted pods loaded at start
+  CRYOPOD_LAUNCH_MAX_BYTES                            size limit of a bundle or pod fetched with `pod load --url` or the launchpad (default 1073741824)
+  CRYOPOD_AGE_WORK_FACTOR                             scrypt work factor (log2 N, 1-20) of pod encryption (default: age's, about one second)
+  CRYOPOD_BACKGROUND_NICE                             nice value (0-19) of exports and scheduled saves (default 10)
+  CRYOPOD_BLOB_GC_GRACE_SECONDS                       a blob stored less than this long ago is never collected (default 3600)
+  AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL               endpoint of s3:// remotes without ?endpoint= (without them: AWS S3 itself)
+  AWS_REGION, AWS_DEFAULT_REGION                      region of s3:// remotes without ?region= (default us-east-1)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+                                                      credentials of s3:// remotes (unsigned requests without them)
+  CRYOPOD_REGISTRY_USERNAME, CRYOPOD_REGISTRY_PASSWORD
+                                                      credentials of oci:// remotes (anonymous without them)
+  HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY        proxies for remotes and launchpad fetches (lower-case too)
+  CRYOPOD_FAILPOINT                                   tests only: `<step>[:<n>[+]][:enospc]` makes a persistence step fail";
 
 /// Command-line interface of the reference emulator.
 #[derive(Parser, Debug)]
@@ -44,25 +86,40 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the emulator.
+    #[command(after_help = SERVE_ENV)]
     Serve(ServeArgs),
     /// Export, import, reset, inspect, save and load the running state.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = CLIENT_ENV)]
     State(StateCommand),
     /// Inspect and verify bundle files offline.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = OFFLINE_ENV)]
     Bundle(BundleCommand),
     /// Show the running emulator's health: services and persistence status.
+    #[command(after_help = CLIENT_ENV)]
     Health,
     /// Save, load, list, inspect and share pods: versioned snapshots, locally or on remotes.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = CLIENT_ENV)]
     Pod(crate::cli_pod::PodCommand),
 }
 
 #[derive(Args, Debug)]
 struct ServeArgs {
-    /// Address to listen on. Anything but loopback needs --allow-remote.
-    #[arg(long, env = "CRYOPOD_LISTEN", default_value = "127.0.0.1:4566")]
-    listen: SocketAddr,
+    /// Address to listen on (default 127.0.0.1:4566, or the first address of LocalStack's
+    /// GATEWAY_LISTEN). Anything but loopback needs --allow-remote.
+    #[arg(long, env = "CRYOPOD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// LocalStack's listen setting (`HOST:PORT[,…]`): its first address, when --listen and
+    /// CRYOPOD_LISTEN are not set; the same loopback rule applies.
+    #[arg(long, env = "GATEWAY_LISTEN", value_name = "ADDRESSES")]
+    gateway_listen: Option<String>,
+    /// LocalStack's `name[:port]` that clients use; the emulator answers to that name as to
+    /// its own (like --allowed-hosts).
+    #[arg(long, env = "LOCALSTACK_HOST", value_name = "HOST")]
+    localstack_host: Option<String>,
+    /// LocalStack's persistence switch (what `lstk start --persist` sets), when PERSISTENCE
+    /// and --persistence are not set.
+    #[arg(long, env = "LOCALSTACK_PERSISTENCE", value_name = "BOOL")]
+    localstack_persistence: Option<String>,
     /// Allow listening on a non-loopback address (the internal API can dump and replace all state).
     #[arg(long)]
     allow_remote: bool,
@@ -105,6 +162,7 @@ fn parse_bool(s: &str) -> Result<bool, String> {
 #[derive(Subcommand, Debug)]
 enum StateCommand {
     /// Write the running state as one bundle file (`-` for stdout).
+    #[command(after_help = CLIENT_ENV)]
     Export {
         /// Output file or `-`.
         file: String,
@@ -113,6 +171,7 @@ enum StateCommand {
         services: Option<Vec<String>>,
     },
     /// Load a bundle file (`-` for stdin) into the running emulator.
+    #[command(after_help = CLIENT_ENV)]
     Import {
         /// Input file or `-`.
         file: String,
@@ -124,23 +183,29 @@ enum StateCommand {
         services: Option<Vec<String>>,
     },
     /// Empty the running state.
+    #[command(after_help = CLIENT_ENV)]
     Reset {
         /// Only these services, comma-separated.
         #[arg(long, value_delimiter = ',')]
         services: Option<Vec<String>>,
     },
     /// Resources by service and scope, of the running emulator or of a bundle file.
+    #[command(after_help = client_env!(
+        "  (with FILE, none of these: the bundle file is read offline)"
+    ))]
     Inspect {
         /// A bundle file to read offline instead of asking the emulator.
         file: Option<PathBuf>,
     },
     /// Save the state to the data dir now (persistence).
+    #[command(after_help = CLIENT_ENV)]
     Save {
         /// Only these services, comma-separated.
         #[arg(long, value_delimiter = ',')]
         services: Option<Vec<String>>,
     },
     /// Load the saved state from the data dir now (persistence).
+    #[command(after_help = CLIENT_ENV)]
     Load {
         /// Only these services, comma-separated.
         #[arg(long, value_delimiter = ',')]
@@ -151,11 +216,13 @@ enum StateCommand {
 #[derive(Subcommand, Debug)]
 enum BundleCommand {
     /// Services, scopes, resource counts, sizes and producer of a bundle, without loading it.
+    #[command(after_help = OFFLINE_ENV)]
     Inspect {
         /// The bundle file.
         file: PathBuf,
     },
     /// Check every checksum and digest; exit status 0 only for an intact bundle.
+    #[command(after_help = OFFLINE_ENV)]
     Verify {
         /// The bundle file.
         file: PathBuf,
@@ -179,15 +246,7 @@ pub fn main(default_services: &[&'static str]) -> ExitCode {
     };
     match rt.block_on(run(cli, default_services)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            if json {
-                let v = serde_json::json!({ "error": format!("{e:#}") });
-                println!("{v}");
-            } else {
-                eprintln!("error: {e:#}");
-            }
-            ExitCode::FAILURE
-        }
+        Err(e) => cli_out::report_error(json, &e),
     }
 }
 
@@ -195,7 +254,10 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
     let client = Client::new(&cli.endpoint, cli.json);
     match cli.command {
         Command::Serve(args) => serve(args, default_services).await,
-        Command::Health => client.print_get("/_cryopod/health").await,
+        Command::Health => {
+            let v = client.get_json("/_cryopod/health").await?;
+            client.print(&v, |v| render_health(v, &client.base))
+        }
         Command::Pod(cmd) => crate::cli_pod::run(cmd, &cli.endpoint, cli.json).await,
         Command::State(cmd) => match cmd {
             StateCommand::Export { file, services } => client.export(&file, services).await,
@@ -211,14 +273,15 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
                         services_query(&services)
                     ))
                     .await?;
-                client.print(&v, |v| format!("reset: {}", join_values(&v["reset"])));
-                Ok(())
+                client.print(&v, |v| match join_values(&v["reset"]).as_str() {
+                    "" => "nothing to reset".to_string(),
+                    names => format!("reset {names}: their state is empty"),
+                })
             }
             StateCommand::Inspect { file: Some(file) } => inspect_file(&file, cli.json),
             StateCommand::Inspect { file: None } => {
                 let v = client.get_json("/_cryopod/state/summary").await?;
-                client.print(&v, |v| render_summary(&v["services"]));
-                Ok(())
+                client.print(&v, |v| render_summary(&v["services"]))
             }
             StateCommand::Save { services } => {
                 let v = client
@@ -227,8 +290,7 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
                         services_query(&services)
                     ))
                     .await?;
-                client.print(&v, |v| format!("saved: {v}"));
-                Ok(())
+                client.print(&v, render_state_save)
             }
             StateCommand::Load { services } => {
                 let v = client
@@ -237,8 +299,11 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
                         services_query(&services)
                     ))
                     .await?;
-                client.print(&v, |v| format!("loaded: {v}"));
-                Ok(())
+                client.print(&v, |v| match join_values(&v["loaded"]).as_str() {
+                    "" => "nothing loaded: the data dir holds no saved state for these services"
+                        .to_string(),
+                    names => format!("loaded the saved state of {names} from the data dir"),
+                })
             }
         },
         Command::Bundle(BundleCommand::Inspect { file }) => inspect_file(&file, cli.json),
@@ -264,30 +329,53 @@ fn join_values(v: &Value) -> String {
         .unwrap_or_default()
 }
 
-async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Result<()> {
+async fn serve(mut args: ServeArgs, default_services: &[&'static str]) -> anyhow::Result<()> {
     init_tracing();
-    if !args.listen.ip().is_loopback() {
-        if !args.allow_remote {
-            bail!(
-                "refusing to listen on {}: the internal API can dump and replace all state; pass --allow-remote to listen beyond loopback",
-                args.listen
-            );
+    {
+        use crate::server::localstack::settings;
+        let invalid = |e: settings::SettingsError| coded("InvalidArgument", e.to_string());
+        args.persistence = settings::persistence(
+            args.persistence,
+            std::env::var_os("PERSISTENCE").is_some(),
+            args.localstack_persistence.as_deref(),
+        )
+        .map_err(invalid)?;
+        args.allowed_hosts
+            .extend(settings::localstack_host(args.localstack_host.as_deref()));
+        if let Some(line) = settings::ignored_warning(|k| std::env::var(k).ok()) {
+            tracing::warn!("{line}");
+            eprintln!("{line}");
         }
-        tracing::warn!(listen = %args.listen, "listening beyond loopback: anyone who can reach this address can read and replace all state");
+    }
+    let listen =
+        crate::server::localstack::settings::listen(args.listen, args.gateway_listen.as_deref())
+            .map_err(|e| coded("InvalidArgument", e.to_string()))?;
+    if !listen.ip().is_loopback() {
+        if !args.allow_remote {
+            return Err(coded(
+                "InvalidArgument",
+                format!(
+                    "refusing to listen on {}: the internal API can dump and replace all state; pass --allow-remote to listen beyond loopback",
+                    listen
+                ),
+            ));
+        }
+        tracing::warn!(listen = %listen, "listening beyond loopback: anyone who can reach this address can read and replace all state");
         eprintln!(
             "warning: listening on {} (not loopback): anyone who can reach it can read and replace all state",
-            args.listen
+            listen
         );
     }
-    let access = crate::server::guard::Access::new(args.listen, &args.allowed_hosts)?;
-    let save: SaveStrategy = args.save_strategy.parse()?;
-    let load: LoadStrategy = args.load_strategy.parse()?;
-    let on_corrupt: OnCorrupt = args.on_corrupt.parse()?;
+    let access = crate::server::guard::Access::new(listen, &args.allowed_hosts)?;
+    let invalid = |e: &dyn std::fmt::Display| coded("InvalidArgument", e.to_string());
+    let save: SaveStrategy = args.save_strategy.parse().map_err(|e| invalid(&e))?;
+    let load: LoadStrategy = args.load_strategy.parse().map_err(|e| invalid(&e))?;
+    let on_corrupt: OnCorrupt = args.on_corrupt.parse().map_err(|e| invalid(&e))?;
     if !(args.flush_interval.is_finite() && args.flush_interval > 0.0) {
-        bail!(
+        return Err(invalid(&format_args!(
             "SNAPSHOT_FLUSH_INTERVAL must be a positive number of seconds, got {}",
             args.flush_interval
-        );
+        )));
     }
     let mut builder = Runtime::builder()
         .expect(default_services)
@@ -313,9 +401,9 @@ async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Re
     let pods = Arc::new(crate::pods::Pods::open(args.data_dir.join("pods")));
     let auto_loaded =
         crate::pods::autoload::at_start(&pods, &runtime, &args.data_dir, restored).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", listen))?;
     let addr = listener.local_addr()?;
     let app = Arc::new(App {
         runtime: runtime.clone(),
@@ -326,33 +414,32 @@ async fn serve(args: ServeArgs, default_services: &[&'static str]) -> anyhow::Re
         pods,
         access: access.listening_on(addr),
     });
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
+    let mut banner = vec![format!(
         "cryopod {} — services: {}",
         env!("CARGO_PKG_VERSION"),
         runtime.service_names().join(", ")
-    )?;
-    if let Some(p) = &persistence {
-        writeln!(
-            out,
+    )];
+    banner.push(match &persistence {
+        Some(p) => format!(
             "state: persisted in {} (save {}, load {})",
             p.state_dir().display(),
             config.save,
             config.load
-        )?;
-    } else {
-        writeln!(
-            out,
+        ),
+        None => format!(
             "state: in memory only (blobs in {}); set PERSISTENCE=1 to keep it",
             runtime.blobs().root().display()
-        )?;
+        ),
+    });
+    banner.extend(auto_loaded);
+    banner.push(format!("cryopod ready on http://{addr}"));
+    // The banner is for whoever started the emulator; if they stopped reading stdout
+    // (`cryopod serve | head -1`) the emulator keeps serving.
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", banner.join("\n")).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+        _ => {}
     }
-    for line in &auto_loaded {
-        writeln!(out, "{line}")?;
-    }
-    writeln!(out, "cryopod ready on http://{addr}")?;
-    out.flush()?;
     drop(out);
     tracing::info!(%addr, services = ?runtime.service_names(), "cryopod ready");
     crate::server::serve(listener, app, shutdown_signal()).await?;
@@ -413,10 +500,7 @@ impl Client {
     }
 
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        anyhow!(
-            "cannot reach the emulator at {}: {e}; is `cryopod serve` running (or set --endpoint / CRYOPOD_ENDPOINT)?",
-            self.base
-        )
+        unreachable_error(&self.base, e)
     }
 
     async fn check(&self, resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
@@ -425,18 +509,11 @@ impl Client {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                let e = &v["error"];
-                Some(format!(
-                    "{} ({})",
-                    e["message"].as_str()?,
-                    e["code"].as_str().unwrap_or("error")
-                ))
-            })
-            .unwrap_or(text);
-        bail!("the emulator answered {status}: {msg}")
+        let (code, msg) = api_error(status, &text);
+        Err(from_api(
+            &code,
+            format!("the emulator answered {status}: {msg}"),
+        ))
     }
 
     async fn get_json(&self, path: &str) -> anyhow::Result<Value> {
@@ -459,18 +536,8 @@ impl Client {
         Ok(self.check(resp).await?.json().await?)
     }
 
-    async fn print_get(&self, path: &str) -> anyhow::Result<()> {
-        let v = self.get_json(path).await?;
-        self.print(&v, |v| serde_json::to_string_pretty(v).unwrap_or_default());
-        Ok(())
-    }
-
-    fn print(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
-        if self.json {
-            println!("{v}");
-        } else {
-            println!("{}", human(v));
-        }
+    fn print(&self, v: &Value, human: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
+        Ok(cli_out::emit(self.json, v, human)?)
     }
 
     fn progress(&self, len: Option<u64>, what: &str) -> ProgressBar {
@@ -509,7 +576,8 @@ impl Client {
         let mut stream = resp.bytes_stream();
         let mut total = 0u64;
         if file == "-" {
-            let mut out = std::io::stdout().lock();
+            let cleared = pb.clone();
+            let mut out = Out::lock().before_exit(move || cleared.finish_and_clear());
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.context(
                     "the export stream broke off (the emulator reported an error; see its log)",
@@ -544,8 +612,12 @@ impl Client {
             .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
         pb.finish_and_clear();
         let v = serde_json::json!({ "file": file, "bytes": total });
-        self.print(&v, |_| format!("exported {total} bytes to {file}"));
-        Ok(())
+        self.print(&v, |_| {
+            format!(
+                "exported {} ({total} bytes) to {file}",
+                cli_out::bytes(total)
+            )
+        })
     }
 
     async fn import(
@@ -554,7 +626,9 @@ impl Client {
         merge: &str,
         services: Option<Vec<String>>,
     ) -> anyhow::Result<()> {
-        let merge: crate::MergeStrategy = merge.parse()?;
+        let merge: crate::MergeStrategy = merge
+            .parse()
+            .map_err(|e| coded("UnknownMergeStrategy", format!("{e}")))?;
         let (body, len) = if file == "-" {
             let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
             std::thread::spawn(move || {
@@ -603,8 +677,140 @@ impl Client {
         }
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let v: Value = self.check(resp).await?.json().await?;
-        self.print(&v, render_import);
-        Ok(())
+        self.print(&v, render_import)
+    }
+}
+
+/// The emulator could not be reached at `base`: named with what to check.
+pub(crate) fn unreachable_error(base: &str, e: reqwest::Error) -> anyhow::Error {
+    coded(
+        "EmulatorUnreachable",
+        format!(
+            "cannot reach the emulator at {base}: {e}; is `cryopod serve` running (or set --endpoint / CRYOPOD_ENDPOINT)?"
+        ),
+    )
+}
+
+/// The code and message of an error answer of the internal API (`{"error": {"code",
+/// "message"}}`); an answer of another shape (a proxy's page) keeps its text, with a code
+/// named after the HTTP status.
+pub(crate) fn api_error(status: reqwest::StatusCode, text: &str) -> (String, String) {
+    let parsed = serde_json::from_str::<Value>(text).ok().and_then(|v| {
+        let e = &v["error"];
+        Some((
+            e["code"].as_str().unwrap_or("Failed").to_string(),
+            e["message"].as_str()?.to_string(),
+        ))
+    });
+    parsed.unwrap_or_else(|| {
+        let code = match status.as_u16() {
+            400 => "BadRequest",
+            401 | 403 => "AccessDenied",
+            404 => "NotFound",
+            _ => "UnexpectedResponse",
+        };
+        (code.to_string(), text.trim().to_string())
+    })
+}
+
+/// `cryopod health` for people: version, services, persistence, last save, journal, errors.
+fn render_health(v: &Value, base: &str) -> String {
+    let mut out = vec![format!(
+        "cryopod {} at {base}",
+        v["version"].as_str().unwrap_or("?")
+    )];
+    let mut t = cli_out::table(&["service", "state"]);
+    for (name, state) in v["services"].as_object().into_iter().flatten() {
+        t.add_row([name.as_str(), state.as_str().unwrap_or("?")]);
+    }
+    out.push(format!("services:\n{t}"));
+    let running = v["services"].as_object();
+    let idle: Vec<&str> = v["linked"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|s| running.is_none_or(|r| !r.contains_key(*s)))
+        .collect();
+    if !idle.is_empty() {
+        out.push(format!("in this build, not running: {}", idle.join(", ")));
+    }
+    let p = &v["persistence"];
+    if p["enabled"].as_bool() != Some(true) {
+        out.push(
+            "persistence: off (state in memory only; start with PERSISTENCE=1 to keep it)".into(),
+        );
+        return out.join("\n");
+    }
+    out.push(format!(
+        "persistence: on, in {} (save {} every {} s, load {}; saved state {})",
+        p["data_dir"].as_str().unwrap_or("?"),
+        p["save_strategy"].as_str().unwrap_or("?"),
+        p["flush_interval_seconds"],
+        p["load_strategy"].as_str().unwrap_or("?"),
+        if p["loaded"].as_bool() == Some(true) {
+            "loaded"
+        } else {
+            "not loaded yet"
+        }
+    ));
+    let save = &p["last_save"];
+    out.push(match save["time"].as_str() {
+        Some(time) => format!(
+            "last save: {time}, {} ({} written in {} ms)",
+            match join_values(&save["services"]).as_str() {
+                "" => "nothing had changed".to_string(),
+                names => names.to_string(),
+            },
+            cli_out::bytes(save["bytes_written"].as_u64().unwrap_or(0)),
+            save["duration_ms"]
+        ),
+        None => "last save: none yet".into(),
+    });
+    let pending = join_values(&p["pending_services"]);
+    if !pending.is_empty() {
+        out.push(format!("changed since: {pending}"));
+    }
+    out.push(match p["journal"]["file"].as_str() {
+        Some(f) => format!(
+            "journal: {f}, {}",
+            cli_out::bytes(p["journal"]["bytes"].as_u64().unwrap_or(0))
+        ),
+        None => "journal: none (only ON_REQUEST keeps one)".into(),
+    });
+    let gc = &p["last_blob_collection"];
+    if let Some(time) = gc["time"].as_str() {
+        out.push(format!(
+            "last blob collection: {time}, {} removed ({} freed), {} recent kept",
+            gc["removed"],
+            cli_out::bytes(gc["bytes"].as_u64().unwrap_or(0)),
+            gc["kept_recent"]
+        ));
+    }
+    out.push(format!(
+        "written since start: {}",
+        cli_out::bytes(p["bytes_written"].as_u64().unwrap_or(0))
+    ));
+    out.push(format!(
+        "last error: {}",
+        p["last_error"].as_str().unwrap_or("none")
+    ));
+    out.join("\n")
+}
+
+/// `cryopod state save` for people.
+fn render_state_save(v: &Value) -> String {
+    match join_values(&v["services"]).as_str() {
+        "" => format!(
+            "nothing to save: no service changed since the last save ({} written)",
+            cli_out::bytes(v["bytes_written"].as_u64().unwrap_or(0))
+        ),
+        names => format!(
+            "saved {names} to the data dir: {} written in {} ms, at {}",
+            cli_out::bytes(v["bytes_written"].as_u64().unwrap_or(0)),
+            v["duration_ms"],
+            v["time"].as_str().unwrap_or("?")
+        ),
     }
 }
 
@@ -626,9 +832,7 @@ fn render_import(v: &Value) -> String {
 
 /// Resources by service and scope as a table; shared by `state` and `pod` commands.
 pub(crate) fn render_summary(services: &Value) -> String {
-    let mut table = comfy_table::Table::new();
-    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(["service", "account", "region", "resources"]);
+    let mut table = cli_out::table(&["service", "account", "region", "resources"]);
     if let Some(map) = services.as_object() {
         for (name, scopes) in map {
             let scopes = scopes.as_array().cloned().unwrap_or_default();
@@ -682,31 +886,32 @@ fn inspect_file(file: &Path, json: bool) -> anyhow::Result<()> {
         "blobs": { "count": blobs.len(), "bytes": blobs.iter().map(|b| b.size).sum::<u64>(), "stored_bytes": blobs.iter().map(|b| b.stored_bytes).sum::<u64>() },
     });
     if json {
-        println!("{v}");
-        return Ok(());
+        return Ok(cli_out::line(v)?);
     }
-    println!("bundle {}", file.display());
-    println!("producer: {}   created: {}", m.producer, m.created_at);
+    let mut out = vec![
+        format!("bundle {}", file.display()),
+        format!("producer: {}   created: {}", m.producer, m.created_at),
+    ];
     let mut summary = serde_json::Map::new();
     for s in &m.services {
         summary.insert(s.name.clone(), serde_json::to_value(&s.scopes)?);
     }
-    println!("{}", render_summary(&Value::Object(summary)));
+    out.push(render_summary(&Value::Object(summary)));
     for s in &m.services {
         if let Some(sec) = sections.iter().find(|x| x.service == s.name) {
-            println!(
+            out.push(format!(
                 "  {} v{}: {} bytes of state ({} stored)",
                 s.name, s.state_version, sec.size, sec.stored_bytes
-            );
+            ));
         }
     }
-    println!(
+    out.push(format!(
         "blobs: {} ({} bytes, {} stored)",
         blobs.len(),
         blobs.iter().map(|b| b.size).sum::<u64>(),
         blobs.iter().map(|b| b.stored_bytes).sum::<u64>()
-    );
-    Ok(())
+    ));
+    Ok(cli_out::line(out.join("\n"))?)
 }
 
 fn verify_file(file: &Path, json: bool) -> anyhow::Result<()> {
@@ -720,16 +925,13 @@ fn verify_file(file: &Path, json: bool) -> anyhow::Result<()> {
         "blobs": report.blobs.len(),
         "bytes": report.total_bytes,
     });
-    if json {
-        println!("{v}");
-    } else {
-        println!(
+    Ok(cli_out::emit(json, &v, |_| {
+        format!(
             "{}: intact ({} sections, {} blobs, {} bytes)",
             file.display(),
             report.sections.len(),
             report.blobs.len(),
             report.total_bytes
-        );
-    }
-    Ok(())
+        )
+    })?)
 }

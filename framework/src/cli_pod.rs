@@ -3,18 +3,33 @@
 
 use std::io::IsTerminal;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
+use crate::cli_out::{self, bytes, from_api, table};
+use crate::pods::remote::{RemoteTarget, RemoteUrl};
 use crate::server::pods_api::SECRET_HEADER;
+
+/// `--help` of pod commands: the CLI's variables, and a reminder that remotes are the
+/// emulator's business.
+const POD_ENV: &str = crate::cli::client_env!(
+    "  (a remote's endpoint and credentials come from the emulator's environment, not this one: see `cryopod serve --help`)"
+);
+
+/// `--help` of pod commands that take a secret.
+const POD_SECRET_ENV: &str = crate::cli::client_env!(
+    "  POD_SECRET                                        passphrase of encrypted pods (--secret)",
+    "  (a remote's endpoint and credentials come from the emulator's environment, not this one: see `cryopod serve --help`)"
+);
 
 /// `cryopod pod` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum PodCommand {
     /// Save the running state as the next version of pod NAME (locally or to REMOTE).
+    #[command(after_help = POD_SECRET_ENV)]
     Save {
         /// Pod name (`^[A-Za-z0-9_-]+$`).
         name: String,
@@ -31,6 +46,7 @@ pub(crate) enum PodCommand {
         secret: Option<String>,
     },
     /// Load pod NAME[:VERSION] (default: latest) into the running emulator.
+    #[command(after_help = POD_SECRET_ENV)]
     Load {
         /// NAME or NAME:VERSION (not with --url).
         #[arg(required_unless_present = "url")]
@@ -54,11 +70,13 @@ pub(crate) enum PodCommand {
         url: Option<String>,
     },
     /// List the pods of the local store or REMOTE.
+    #[command(after_help = POD_ENV)]
     List {
         /// A configured remote's name, or a URL.
         remote: Option<String>,
     },
     /// List the versions of pod NAME with their messages.
+    #[command(after_help = POD_ENV)]
     Versions {
         /// Pod name.
         name: String,
@@ -66,6 +84,7 @@ pub(crate) enum PodCommand {
         remote: Option<String>,
     },
     /// Services, scopes, resources and sizes of NAME[:VERSION].
+    #[command(after_help = POD_ENV)]
     Inspect {
         /// NAME or NAME:VERSION.
         pod: String,
@@ -73,6 +92,7 @@ pub(crate) enum PodCommand {
         remote: Option<String>,
     },
     /// Delete NAME:VERSION, or every version of NAME.
+    #[command(after_help = POD_ENV)]
     Delete {
         /// NAME or NAME:VERSION.
         pod: String,
@@ -80,7 +100,7 @@ pub(crate) enum PodCommand {
         remote: Option<String>,
     },
     /// Manage named remotes (kept in DATA_DIR/pods/remotes.json, without credentials).
-    #[command(subcommand)]
+    #[command(subcommand, after_help = POD_ENV)]
     Remote(RemoteCommand),
 }
 
@@ -88,6 +108,7 @@ pub(crate) enum PodCommand {
 #[derive(Subcommand, Debug)]
 pub(crate) enum RemoteCommand {
     /// Add (or replace) a remote.
+    #[command(after_help = POD_ENV)]
     Add {
         /// Remote name.
         name: String,
@@ -95,11 +116,13 @@ pub(crate) enum RemoteCommand {
         url: String,
     },
     /// Remove a remote.
+    #[command(after_help = POD_ENV)]
     Remove {
         /// Remote name.
         name: String,
     },
     /// List remotes.
+    #[command(after_help = POD_ENV)]
     List,
 }
 
@@ -133,10 +156,7 @@ fn enc(s: &str) -> String {
 
 impl PodClient {
     fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
-        anyhow!(
-            "cannot reach the emulator at {}: {e}; is `cryopod serve` running (or set --endpoint / CRYOPOD_ENDPOINT)?",
-            self.base
-        )
+        crate::cli::unreachable_error(&self.base, e)
     }
 
     async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
@@ -146,18 +166,26 @@ impl PodClient {
             return serde_json::from_str(&text)
                 .context("the emulator answered something that is not JSON");
         }
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| {
-                let e = &v["error"];
-                Some(format!(
-                    "{} ({})",
-                    e["message"].as_str()?,
-                    e["code"].as_str().unwrap_or("error")
-                ))
-            })
-            .unwrap_or(text);
-        bail!("{msg}")
+        let (code, msg) = crate::cli::api_error(status, &text);
+        Err(from_api(&code, msg))
+    }
+
+    /// Where `remote` (a configured name or a URL) sends requests, as far as its URL says;
+    /// `None` for the local store, or when the name or URL is unknown (the emulator's
+    /// answer to the command names that problem).
+    async fn target(&self, remote: Option<&str>) -> Option<RemoteTarget> {
+        let remote = remote.map(str::trim).filter(|r| !r.is_empty())?;
+        let url = if remote.contains("://") {
+            remote.to_string()
+        } else {
+            let all = self
+                .send(reqwest::Method::GET, "/_cryopod/pods/remotes", None)
+                .await
+                .ok()?;
+            all["remotes"][remote].as_str()?.to_string()
+        };
+        let parsed: RemoteUrl = url.parse().ok()?;
+        Some(RemoteTarget::of(&url, &parsed))
     }
 
     async fn send(
@@ -219,26 +247,38 @@ impl PodClient {
         pb.finish_and_clear();
         let v = last.ok_or_else(|| anyhow!("the emulator's answer ended without a result"))?;
         if let Some(e) = v.get("error") {
-            bail!(
-                "{} ({})",
+            return Err(from_api(
+                e["code"].as_str().unwrap_or("Failed"),
                 e["message"].as_str().unwrap_or("failed"),
-                e["code"].as_str().unwrap_or("error")
-            );
+            ));
         }
         Ok(v["result"].clone())
     }
 
-    fn print(&self, v: &Value, human: impl FnOnce(&Value) -> String) {
-        if self.json {
-            println!("{v}");
-        } else {
-            println!("{}", human(v).trim_end());
+    /// Says where `target` sends requests, on stderr before the command runs: a failure is
+    /// not the first the user hears of it, and a closed stdout does not stop a save before
+    /// it starts. With `--json` [`Self::print`] adds it to the answer instead.
+    fn announce(&self, target: Option<&RemoteTarget>) -> anyhow::Result<()> {
+        if let Some(t) = target.filter(|_| !self.json) {
+            cli_out::notice(format!("remote {}", t.description));
         }
+        Ok(())
     }
-}
 
-fn bytes(n: u64) -> String {
-    indicatif::HumanBytes(n).to_string()
+    /// Prints `v` (JSON with `--json`, else `human`); with `--json`, where the remote it
+    /// used sends requests, as a `remote_target` field (see [`Self::announce`]).
+    fn print(
+        &self,
+        v: &Value,
+        target: Option<&RemoteTarget>,
+        human: impl FnOnce(&Value) -> String,
+    ) -> anyhow::Result<()> {
+        let mut v = v.clone();
+        if let (Some(target), Some(obj)) = (target, v.as_object_mut()) {
+            obj.insert("remote_target".into(), serde_json::to_value(target)?);
+        }
+        Ok(cli_out::emit(self.json, &v, human)?)
+    }
 }
 
 /// Runs a `cryopod pod` command.
@@ -256,6 +296,8 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
             message,
             secret,
         } => {
+            let target = c.target(remote.as_deref()).await;
+            c.announce(target.as_ref())?;
             let path = format!(
                 "/_cryopod/pods/pod/{}/save{}",
                 enc(&name),
@@ -266,7 +308,7 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                 ])
             );
             let v = c.long(&path, secret.as_deref(), "uploading").await?;
-            c.print(&v, render_save);
+            c.print(&v, target.as_ref(), render_save)?;
         }
         PodCommand::Load {
             pod,
@@ -285,17 +327,12 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                 let v = c
                     .send(reqwest::Method::POST, &path, secret.as_deref())
                     .await?;
-                c.print(&v, |v| {
-                    format!(
-                        "loaded {} from {}",
-                        v["kind"].as_str().unwrap_or("?"),
-                        v["url"].as_str().unwrap_or("?")
-                    )
-                });
-                return Ok(());
+                return c.print(&v, None, render_launch);
             }
             let pod = pod.ok_or_else(|| anyhow!("name the pod to load, or pass --url"))?;
             let (name, version) = split_ref(&pod);
+            let target = c.target(remote.as_deref()).await;
+            c.announce(target.as_ref())?;
             let path = format!(
                 "/_cryopod/pods/pod/{}/load{}",
                 enc(&name),
@@ -308,9 +345,11 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                 ])
             );
             let v = c.long(&path, secret.as_deref(), "downloading").await?;
-            c.print(&v, render_load);
+            c.print(&v, target.as_ref(), render_load)?;
         }
         PodCommand::List { remote } => {
+            let target = c.target(remote.as_deref()).await;
+            c.announce(target.as_ref())?;
             let v = c
                 .send(
                     reqwest::Method::GET,
@@ -318,9 +357,11 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                     None,
                 )
                 .await?;
-            c.print(&v, render_list);
+            c.print(&v, target.as_ref(), render_list)?;
         }
         PodCommand::Versions { name, remote } => {
+            let target = c.target(remote.as_deref()).await;
+            c.announce(target.as_ref())?;
             let v = c
                 .send(
                     reqwest::Method::GET,
@@ -332,10 +373,12 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                     None,
                 )
                 .await?;
-            c.print(&v, render_versions);
+            c.print(&v, target.as_ref(), render_versions)?;
         }
         PodCommand::Inspect { pod, remote } => {
             let (name, version) = split_ref(&pod);
+            let target = c.target(remote.as_deref()).await;
+            c.announce(target.as_ref())?;
             let v = c
                 .send(
                     reqwest::Method::GET,
@@ -347,10 +390,12 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                     None,
                 )
                 .await?;
-            c.print(&v, render_inspect);
+            c.print(&v, target.as_ref(), render_inspect)?;
         }
         PodCommand::Delete { pod, remote } => {
             let (name, version) = split_ref(&pod);
+            let target = c.target(remote.as_deref()).await;
+            c.announce(target.as_ref())?;
             let v = c
                 .send(
                     reqwest::Method::DELETE,
@@ -362,7 +407,7 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                     None,
                 )
                 .await?;
-            c.print(&v, |v| {
+            c.print(&v, target.as_ref(), |v| {
                 format!(
                     "deleted {} version(s) {} from {} ({} unreferenced objects removed)",
                     v["name"].as_str().unwrap_or("?"),
@@ -377,9 +422,14 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                     v["location"].as_str().unwrap_or("?"),
                     v["blobs_removed"]
                 )
-            });
+            })?;
         }
         PodCommand::Remote(RemoteCommand::Add { name, url }) => {
+            let target = url
+                .parse::<RemoteUrl>()
+                .ok()
+                .map(|parsed| RemoteTarget::of(&url, &parsed));
+            c.announce(target.as_ref())?;
             let v = c
                 .send(
                     reqwest::Method::PUT,
@@ -391,13 +441,13 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                     None,
                 )
                 .await?;
-            c.print(&v, |v| {
+            c.print(&v, target.as_ref(), |v| {
                 format!(
                     "added remote {} = {}",
                     v["added"].as_str().unwrap_or("?"),
                     v["url"].as_str().unwrap_or("?")
                 )
-            });
+            })?;
         }
         PodCommand::Remote(RemoteCommand::Remove { name }) => {
             let v = c
@@ -407,33 +457,57 @@ pub(crate) async fn run(cmd: PodCommand, endpoint: &str, json: bool) -> anyhow::
                     None,
                 )
                 .await?;
-            c.print(&v, |v| {
+            c.print(&v, None, |v| {
                 format!("removed remote {}", v["removed"].as_str().unwrap_or("?"))
-            });
+            })?;
         }
         PodCommand::Remote(RemoteCommand::List) => {
             let v = c
                 .send(reqwest::Method::GET, "/_cryopod/pods/remotes", None)
                 .await?;
-            c.print(&v, |v| {
-                let mut t = table(&["name", "url"]);
-                if let Some(m) = v["remotes"].as_object() {
-                    for (k, u) in m {
-                        t.add_row([k.as_str(), u.as_str().unwrap_or("?")]);
-                    }
-                }
-                t.to_string()
-            });
+            c.print(&v, None, render_remotes)?;
         }
     }
     Ok(())
 }
 
-fn table(header: &[&str]) -> comfy_table::Table {
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    t.set_header(header.to_vec());
-    t
+/// Configured remotes, with where each sends requests.
+fn render_remotes(v: &Value) -> String {
+    let remotes = v["remotes"].as_object().cloned().unwrap_or_default();
+    if remotes.is_empty() {
+        return "no remotes configured (add one with `cryopod pod remote add NAME URL`)".into();
+    }
+    let mut t = table(&["name", "url", "requests go to"]);
+    for (k, u) in &remotes {
+        let url = u.as_str().unwrap_or("?");
+        let goes = url
+            .parse::<RemoteUrl>()
+            .map(|p| {
+                let target = RemoteTarget::of(url, &p);
+                target.endpoint.unwrap_or_else(|| {
+                    "AWS S3, unless the emulator's environment names an endpoint".into()
+                })
+            })
+            .unwrap_or_else(|e| e.to_string());
+        t.add_row([k.as_str(), url, goes.as_str()]);
+    }
+    format!(
+        "{t}\nendpoints and credentials come from the emulator's environment (see `cryopod serve --help`)"
+    )
+}
+
+/// `pod load --url` for people: what was loaded from where.
+fn render_launch(v: &Value) -> String {
+    let head = format!(
+        "loaded {} from {}",
+        v["kind"].as_str().unwrap_or("?"),
+        v["url"].as_str().unwrap_or("?")
+    );
+    match (v.get("applied"), v.get("report")) {
+        (Some(a), _) => format!("{head}\n{}", crate::cli::render_summary(&a["loaded"])),
+        (None, Some(r)) => format!("{head}\n{}", render_load(r)),
+        (None, None) => head,
+    }
 }
 
 fn render_save(v: &Value) -> String {
@@ -491,7 +565,31 @@ fn render_load(v: &Value) -> String {
     out.join("\n")
 }
 
-/// `+ added`, `~ modified`, `- deleted`, per service, scope and collection.
+/// Ids printed per list of a dry-run diff; the rest are counted (`… and N more`).
+const DIFF_LIST_CAP: usize = 20;
+
+/// `3 added, 1 modified, 0 deleted`, from a `{added, modified, deleted}` counts object.
+fn counts(c: &Value) -> String {
+    format!(
+        "{} added, {} modified, {} deleted",
+        c["added"], c["modified"], c["deleted"]
+    )
+}
+
+/// `note: 3 added, …; notebook: …` from a map of unit type to counts.
+fn counts_by_kind(by_kind: &Value) -> Option<String> {
+    let m = by_kind.as_object().filter(|m| !m.is_empty())?;
+    Some(
+        m.iter()
+            .map(|(kind, c)| format!("{kind}: {}", counts(c)))
+            .collect::<Vec<_>>()
+            .join("; "),
+    )
+}
+
+/// `+ added`, `~ modified`, `- deleted`, per service, scope and unit type, at most
+/// [`DIFF_LIST_CAP`] ids per list. Reads whatever of those levels the diff has, so a diff
+/// with more (or fewer) fields still renders.
 fn render_diff(d: &Value) -> String {
     let mut out = Vec::new();
     let services = d["services"].as_object().cloned().unwrap_or_default();
@@ -499,7 +597,10 @@ fn render_diff(d: &Value) -> String {
         out.push("no changes".to_string());
     }
     for (svc, sd) in services {
-        out.push(svc.clone());
+        out.push(match counts_by_kind(&sd["by_kind"]) {
+            Some(c) => format!("{svc} ({c})"),
+            None => svc.clone(),
+        });
         if let Some(note) = sd["note"].as_str() {
             out.push(format!("  ~ {note}"));
         }
@@ -511,8 +612,21 @@ fn render_diff(d: &Value) -> String {
             ));
             for (coll, c) in s["collections"].as_object().cloned().unwrap_or_default() {
                 for (mark, key) in [("+", "added"), ("~", "modified"), ("-", "deleted")] {
-                    for id in c[key].as_array().cloned().unwrap_or_default() {
-                        out.push(format!("    {mark} {coll}/{}", id.as_str().unwrap_or("?")));
+                    match &c[key] {
+                        Value::Array(ids) => {
+                            for id in ids.iter().take(DIFF_LIST_CAP) {
+                                let id = id.as_str().map_or_else(|| id.to_string(), str::to_string);
+                                out.push(format!("    {mark} {coll}/{id}"));
+                            }
+                            if ids.len() > DIFF_LIST_CAP {
+                                out.push(format!(
+                                    "    … and {} more {key} {coll}",
+                                    ids.len() - DIFF_LIST_CAP
+                                ));
+                            }
+                        }
+                        Value::Number(n) => out.push(format!("    {mark} {n} {coll} {key}")),
+                        _ => {}
                     }
                 }
                 if c["replaced"].as_bool() == Some(true) {
@@ -520,6 +634,9 @@ fn render_diff(d: &Value) -> String {
                 }
             }
         }
+    }
+    if let Some(c) = counts_by_kind(&d["by_kind"]) {
+        out.push(format!("by type: {c}"));
     }
     let t = &d["totals"];
     out.push(format!(

@@ -17,6 +17,8 @@ pub mod diff;
 pub mod cli;
 #[cfg(feature = "cli")]
 mod cli_pod;
+#[cfg(feature = "cli")]
+mod cli_out;
 pub mod error;
 #[cfg(feature = "server")]
 pub mod persistence;

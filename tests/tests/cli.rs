@@ -707,8 +707,9 @@ fn cli_mistakes_exit_non_zero_with_a_message_that_names_them() {
     let out = cli(&nowhere, &["--json", "health"]);
     assert!(!out.status.success());
     let v = parse_json(&out, "a failing command");
+    assert_eq!(v["error"]["code"], "EmulatorUnreachable", "{v}");
     assert!(
-        v["error"]
+        v["error"]["message"]
             .as_str()
             .unwrap()
             .contains("cannot reach the emulator"),

@@ -369,8 +369,11 @@ fn wrong_secret_missing_pod_or_version_unreachable_remote_and_corrupt_layer_fail
     assert!(err.contains("unknown remote `nowhere`"), "{err}");
     let out = emu.cli(&["--json", "pod", "load", "ghost"]);
     let v: Value = serde_json::from_slice(&out.stdout).expect("--json errors are JSON");
+    assert_eq!(v["error"]["code"], "PodNotFound", "{v}");
     assert!(
-        v["error"].as_str().is_some_and(|e| e.contains("not found")),
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|e| e.contains("not found")),
         "{v}"
     );
 

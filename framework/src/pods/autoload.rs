@@ -182,7 +182,16 @@ pub async fn at_start(
     let loaded = run(pods, runtime, &sources, merge, secret).await?;
     Ok(loaded
         .iter()
-        .map(|v| format!("auto-loaded {v} with {merge}"))
+        .map(|v| match (v["pod"].as_str(), v["bundle"].as_str()) {
+            (Some(pod), _) => format!(
+                "auto-loaded pod {}:{} from {} with {merge}",
+                pod.split(':').next().unwrap_or(pod),
+                v["version"],
+                v["location"].as_str().unwrap_or("?")
+            ),
+            (None, Some(bundle)) => format!("auto-loaded bundle {bundle} with {merge}"),
+            (None, None) => format!("auto-loaded {v} with {merge}"),
+        })
         .collect())
 }
 

@@ -255,6 +255,134 @@ fn env_nonempty(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// Variables of the emulator's environment that name an S3 remote's endpoint when its URL
+/// has no `?endpoint=`, in the order they are tried; without any, requests go to AWS itself.
+pub const S3_ENDPOINT_ENV: [&str; 2] = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"];
+/// Variables of the emulator's environment that name an S3 remote's region when its URL has
+/// no `?region=`, in order; `us-east-1` without them.
+pub const S3_REGION_ENV: [&str; 2] = ["AWS_REGION", "AWS_DEFAULT_REGION"];
+/// Variables of the emulator's environment whose credentials sign S3 remote requests
+/// (unsigned requests without the first two).
+pub const S3_CREDENTIAL_ENV: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+/// Variables of the emulator's environment whose credentials an `oci://` remote sends
+/// (anonymous without them).
+pub const OCI_CREDENTIAL_ENV: [&str; 2] =
+    ["CRYOPOD_REGISTRY_USERNAME", "CRYOPOD_REGISTRY_PASSWORD"];
+
+/// Where a remote's requests go and whose credentials they carry, as far as its URL says.
+///
+/// The emulator process opens remotes, so an `s3://` URL without `?endpoint=` reaches
+/// whatever the emulator's environment names, or AWS itself, signed with the emulator's
+/// credentials. The CLI prints this for every remote it uses so that such a remote is never
+/// silent; it is computed from the URL alone because the CLI cannot see the emulator's
+/// environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RemoteTarget {
+    /// The remote URL as given.
+    pub url: String,
+    /// `file`, `s3`, `oci` or `http`.
+    pub kind: &'static str,
+    /// The endpoint when the URL fixes it (`?endpoint=`, a registry, a directory); `None`
+    /// when the emulator's environment decides (an `s3://` URL without `?endpoint=`).
+    pub endpoint: Option<String>,
+    /// Whether requests may reach AWS itself: an `s3://` URL without `?endpoint=`, unless
+    /// the emulator's environment sets one of [`S3_ENDPOINT_ENV`].
+    pub aws: bool,
+    /// Where the endpoint comes from, in words.
+    pub endpoint_from: String,
+    /// Where the credentials come from, in words.
+    pub credentials_from: String,
+    /// One line for people: `URL → endpoint (from …); credentials from …`.
+    pub description: String,
+}
+
+impl RemoteTarget {
+    /// Describes `url` (the text `parsed` was parsed from).
+    pub fn of(url: &str, parsed: &RemoteUrl) -> Self {
+        let (kind, endpoint, aws, endpoint_from, credentials_from) = match parsed {
+            RemoteUrl::Dir(path) => (
+                "file",
+                Some(path.display().to_string()),
+                false,
+                "a directory on the emulator's machine".to_string(),
+                "none (the emulator process's file permissions)".to_string(),
+            ),
+            RemoteUrl::S3 {
+                endpoint, region, ..
+            } => {
+                let credentials = format!(
+                    "the emulator's environment ({}; unsigned requests without them)",
+                    S3_CREDENTIAL_ENV.join(", ")
+                );
+                match endpoint {
+                    Some(ep) => (
+                        "s3",
+                        Some(ep.clone()),
+                        false,
+                        "?endpoint=".to_string(),
+                        credentials,
+                    ),
+                    None => {
+                        let region = region.clone().unwrap_or_else(|| {
+                            format!("{} or us-east-1", S3_REGION_ENV.join(" / "))
+                        });
+                        (
+                            "s3",
+                            None,
+                            true,
+                            format!(
+                                "the emulator's environment ({}), else AWS S3 itself in region {region}",
+                                S3_ENDPOINT_ENV.join(" / ")
+                            ),
+                            credentials,
+                        )
+                    }
+                }
+            }
+            RemoteUrl::Oci { registry, .. } => (
+                "oci",
+                Some(format!("registry {registry}")),
+                false,
+                "the URL; HTTPS, plain HTTP for a loopback registry".to_string(),
+                format!(
+                    "the emulator's environment ({}; anonymous without them)",
+                    OCI_CREDENTIAL_ENV.join(", ")
+                ),
+            ),
+            RemoteUrl::Http(u) => (
+                "http",
+                Some(u.clone()),
+                false,
+                "the URL".to_string(),
+                "none (anonymous)".to_string(),
+            ),
+        };
+        let description = match &endpoint {
+            None => format!(
+                "{url} → AWS S3 itself, unless the emulator's environment sets {}; credentials from {credentials_from}",
+                S3_ENDPOINT_ENV.join(" or ")
+            ),
+            Some(ep) if kind == "file" => format!("{url} → {ep} ({endpoint_from})"),
+            Some(ep) => {
+                format!("{url} → {ep} (from {endpoint_from}); credentials from {credentials_from}")
+            }
+        };
+        Self {
+            url: url.to_string(),
+            kind,
+            endpoint,
+            aws,
+            endpoint_from,
+            credentials_from,
+            description,
+        }
+    }
+}
+
 /// Opens the store a URL names. Credentials come from the environment at this moment.
 pub fn open(url: &RemoteUrl, location: &str) -> Result<Arc<dyn Remote>, PodError> {
     let retry = object_store::RetryConfig {
@@ -285,8 +413,12 @@ pub fn open(url: &RemoteUrl, location: &str) -> Result<Arc<dyn Remote>, PodError
                 .with_client_options(options);
             let endpoint = endpoint
                 .clone()
-                .or_else(|| env_nonempty("AWS_ENDPOINT_URL_S3"))
-                .or_else(|| env_nonempty("AWS_ENDPOINT_URL"));
+                .or_else(|| S3_ENDPOINT_ENV.iter().find_map(|v| env_nonempty(v)));
+            tracing::debug!(
+                remote = location,
+                endpoint = endpoint.as_deref().unwrap_or("AWS S3"),
+                "opening an S3 remote"
+            );
             if let Some(ep) = endpoint {
                 b = b
                     .with_allow_http(ep.starts_with("http://"))
@@ -294,17 +426,14 @@ pub fn open(url: &RemoteUrl, location: &str) -> Result<Arc<dyn Remote>, PodError
             }
             let region = region
                 .clone()
-                .or_else(|| env_nonempty("AWS_REGION"))
-                .or_else(|| env_nonempty("AWS_DEFAULT_REGION"))
+                .or_else(|| S3_REGION_ENV.iter().find_map(|v| env_nonempty(v)))
                 .unwrap_or_else(|| "us-east-1".to_string());
             b = b.with_region(region);
-            match (
-                env_nonempty("AWS_ACCESS_KEY_ID"),
-                env_nonempty("AWS_SECRET_ACCESS_KEY"),
-            ) {
+            let [key_env, secret_env, token_env] = S3_CREDENTIAL_ENV;
+            match (env_nonempty(key_env), env_nonempty(secret_env)) {
                 (Some(k), Some(s)) => {
                     b = b.with_access_key_id(k).with_secret_access_key(s);
-                    if let Some(t) = env_nonempty("AWS_SESSION_TOKEN") {
+                    if let Some(t) = env_nonempty(token_env) {
                         b = b.with_token(t);
                     }
                 }
@@ -750,5 +879,40 @@ mod tests {
         assert!("oci://host/Upper".parse::<RemoteUrl>().is_err());
         assert!("ftp://x/y".parse::<RemoteUrl>().is_err());
         assert!("file://relative".parse::<RemoteUrl>().is_err());
+    }
+
+    #[test]
+    fn a_remote_target_says_whether_requests_may_reach_aws_itself() {
+        let of = |u: &str| RemoteTarget::of(u, &u.parse().unwrap());
+        let aws = of("s3://pods-bucket/cryopod");
+        assert!(aws.aws);
+        assert_eq!(aws.endpoint, None);
+        for needle in [
+            "s3://pods-bucket/cryopod → AWS S3 itself",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_ACCESS_KEY_ID",
+            "the emulator's environment",
+        ] {
+            assert!(aws.description.contains(needle), "{}", aws.description);
+        }
+        let local = of("s3://b/p?endpoint=http://127.0.0.1:9000");
+        assert!(!local.aws);
+        assert_eq!(local.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(
+            local
+                .description
+                .contains("→ http://127.0.0.1:9000 (from ?endpoint=)"),
+            "{}",
+            local.description
+        );
+        assert!(
+            of("oci://127.0.0.1:5000/team")
+                .credentials_from
+                .contains("CRYOPOD_REGISTRY_USERNAME")
+        );
+        assert_eq!(
+            of("file:///mnt/share").endpoint.as_deref(),
+            Some("/mnt/share")
+        );
     }
 }
