@@ -16,10 +16,10 @@ fn quoted_blocks(readme: &str) -> Vec<(String, String)> {
             .by_ref()
             .take_while(|l| !l.starts_with("```"))
             .collect();
-        if let Some(file) = block.first().and_then(|l| l.strip_prefix("// ")) {
-            if file.starts_with("src/") {
-                out.push((file.to_string(), block[1..].join("\n")));
-            }
+        if let Some(file) = block.first().and_then(|l| l.strip_prefix("// "))
+            && file.starts_with("src/")
+        {
+            out.push((file.to_string(), block[1..].join("\n")));
         }
     }
     out
