@@ -293,8 +293,9 @@ impl Runtime {
         // Collection stays off while the restore runs, so a checkpoint deleted meanwhile
         // cannot lose the blobs the restored state refers to.
         let _readers = self.blobs().readers();
+        let start = std::time::Instant::now();
         let restored = self.apply_pinned(snapshot).await?;
-        tracing::info!(checkpoint = name, services = ?restored, "checkpoint restored");
+        tracing::info!(checkpoint = name, services = ?restored, elapsed = ?start.elapsed(), "checkpoint restored");
         Ok(restored)
     }
 
@@ -398,15 +399,12 @@ mod tests {
         let d1 = Digest::of(b"one");
         let d2 = Digest::of(b"two");
         let mut a = empty_checkpoint();
-        a.blobs.insert(d1.clone());
+        a.blobs.insert(d1);
         let mut b = empty_checkpoint();
-        b.blobs.extend([d1.clone(), d2.clone()]);
+        b.blobs.extend([d1, d2]);
         c.insert("a", a).expect("a");
         c.insert("b", b).expect("b");
-        assert_eq!(
-            c.with_pinned(|p| p.clone()),
-            [d1.clone(), d2.clone()].into()
-        );
+        assert_eq!(c.with_pinned(|p| p.clone()), [d1, d2].into());
         c.delete("b").expect("delete");
         assert_eq!(c.with_pinned(|p| p.clone()), [d1].into());
     }

@@ -100,6 +100,37 @@ enum Command {
     /// Save, load, list, inspect and share pods: versioned snapshots, locally or on remotes.
     #[command(subcommand, after_help = CLIENT_ENV)]
     Pod(crate::cli_pod::PodCommand),
+    /// Take, restore, list and delete in-memory checkpoints: restore a whole emulator in
+    /// milliseconds, for tests that each start clean.
+    #[command(subcommand, after_help = CLIENT_ENV)]
+    Checkpoint(CheckpointCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum CheckpointCommand {
+    /// Take checkpoint NAME of the running state (replaces one of the same name).
+    Save {
+        /// 1 to 64 characters from A-Z, a-z, 0-9, `.`, `_`, `-`.
+        name: String,
+        /// Only these services, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
+    /// Make the running state exactly checkpoint NAME again.
+    Restore {
+        /// The checkpoint.
+        name: String,
+        /// Only these of its services, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
+    /// The checkpoints: when taken, services, resources, blobs they keep.
+    List,
+    /// Drop checkpoint NAME (its blobs become collectable).
+    Delete {
+        /// The checkpoint.
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -259,6 +290,7 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
             client.print(&v, |v| render_health(v, &client.base))
         }
         Command::Pod(cmd) => crate::cli_pod::run(cmd, &cli.endpoint, cli.json).await,
+        Command::Checkpoint(cmd) => checkpoint_command(&client, cmd).await,
         Command::State(cmd) => match cmd {
             StateCommand::Export { file, services } => client.export(&file, services).await,
             StateCommand::Import {
@@ -309,6 +341,92 @@ async fn run(cli: Cli, default_services: &[&'static str]) -> anyhow::Result<()> 
         Command::Bundle(BundleCommand::Inspect { file }) => inspect_file(&file, cli.json),
         Command::Bundle(BundleCommand::Verify { file }) => verify_file(&file, cli.json),
     }
+}
+
+/// `cryopod checkpoint …`: thin calls of `/_cryopod/checkpoints`.
+async fn checkpoint_command(client: &Client, cmd: CheckpointCommand) -> anyhow::Result<()> {
+    match cmd {
+        CheckpointCommand::Save { name, services } => {
+            let path = format!("/_cryopod/checkpoints/{name}{}", services_query(&services));
+            let v = client.post_json(&path).await?;
+            client.print(&v, |v| {
+                format!(
+                    "checkpoint {name} taken of {} ({} blobs)",
+                    join_values(&v["services"]),
+                    v["retained"]["blobs"]
+                )
+            })
+        }
+        CheckpointCommand::Restore { name, services } => {
+            let path = format!(
+                "/_cryopod/checkpoints/{name}/restore{}",
+                services_query(&services)
+            );
+            let v = client.post_json(&path).await?;
+            client.print(&v, |v| {
+                format!(
+                    "restored {} to checkpoint {name}",
+                    join_values(&v["restored"])
+                )
+            })
+        }
+        CheckpointCommand::List => {
+            let v = client.get_json("/_cryopod/checkpoints").await?;
+            client.print(&v, render_checkpoints)
+        }
+        CheckpointCommand::Delete { name } => {
+            let v = client
+                .request_json(
+                    reqwest::Method::DELETE,
+                    &format!("/_cryopod/checkpoints/{name}"),
+                )
+                .await?;
+            client.print(&v, |_| format!("checkpoint {name} deleted"))
+        }
+    }
+}
+
+/// `cryopod checkpoint list` for people: one row per checkpoint.
+fn render_checkpoints(v: &Value) -> String {
+    let list = v["checkpoints"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "no checkpoints".to_string();
+    }
+    let mut t = cli_out::table(&[
+        "name",
+        "taken",
+        "services",
+        "resources",
+        "blobs",
+        "only in checkpoints",
+    ]);
+    for c in &list {
+        let resources: u64 = c["resources"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .flat_map(|scopes| scopes.as_array().cloned().unwrap_or_default())
+            .flat_map(|s| {
+                s["resources"]
+                    .as_object()
+                    .map(|r| r.values().filter_map(Value::as_u64).sum::<u64>())
+            })
+            .sum();
+        let r = &c["retained"];
+        t.add_row([
+            c["name"].as_str().unwrap_or("?").to_string(),
+            c["created_at"].as_str().unwrap_or("?").to_string(),
+            join_values(&c["services"]),
+            resources.to_string(),
+            format!(
+                "{} ({})",
+                r["blobs"],
+                cli_out::bytes(r["blob_bytes"].as_u64().unwrap_or(0))
+            ),
+            cli_out::bytes(r["blob_bytes_only_in_checkpoints"].as_u64().unwrap_or(0)),
+        ]);
+    }
+    t.to_string()
 }
 
 fn services_query(services: &Option<Vec<String>>) -> String {
@@ -530,6 +648,17 @@ impl Client {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(self.check(resp).await?.json().await?)
+    }
+
+    /// Sends `method path` and reads the JSON answer (for methods without a helper).
+    async fn request_json(&self, method: reqwest::Method, path: &str) -> anyhow::Result<Value> {
+        let resp = self
+            .http
+            .request(method, format!("{}{path}", self.base))
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;

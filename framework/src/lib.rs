@@ -24,9 +24,9 @@ pub mod error;
 pub mod persistence;
 #[cfg(feature = "server")]
 pub mod pods;
+pub mod protocol;
 pub mod plugin;
 pub mod runtime;
-pub mod protocol;
 pub mod scope;
 #[cfg(feature = "server")]
 pub mod server;
@@ -34,9 +34,9 @@ pub mod service;
 pub mod snapshot;
 pub mod state;
 pub mod testing;
+pub mod units;
 
 pub use aws::{AwsError, AwsRequest, Body};
-pub mod units;
 pub use blob::{BlobImport, BlobStore, PresenceHint};
 pub use cryopod_bundle as bundle;
 pub use error::{Error, ProviderError, Result, StateError};

@@ -349,7 +349,7 @@ impl Runtime {
                 BlobCheck::Pinned,
             )
             .await?;
-        Ok(self.select(Some(&report.loaded.into_keys().collect::<Vec<_>>()))?)
+        self.select(Some(&report.loaded.into_keys().collect::<Vec<_>>()))
     }
 
     async fn apply_inner(
@@ -397,6 +397,7 @@ impl Runtime {
         }
 
         let _gate = self.inner.barrier.write().await;
+        let gated = std::time::Instant::now();
         let all = ScopeFilter::all();
         // Compute every target state before touching anything.
         // (service, state before, target state)
@@ -418,13 +419,17 @@ impl Runtime {
             };
             plan.push((name, before, target));
         }
+        tracing::debug!(elapsed = ?gated.elapsed(), "apply planned");
         // Commit, rolling back on the first failure.
         let mut done: Vec<(&'static str, Box<dyn ServiceState>)> = Vec::new();
         for (name, before, target) in plan {
             let provider = &self.inner.services[name];
             let scopes: BTreeSet<Scope> =
                 before.scopes().into_iter().chain(target.scopes()).collect();
-            if let Err(e) = provider.restore(target).await {
+            let start = std::time::Instant::now();
+            let restored = provider.restore(target).await;
+            tracing::debug!(service = name, elapsed = ?start.elapsed(), "state installed");
+            if let Err(e) = restored {
                 tracing::error!(service = name, error = %e, "restore failed; rolling back");
                 for (n, prev) in done.into_iter().rev() {
                     if let Err(e2) = self.inner.services[n].restore(prev).await {

@@ -642,3 +642,103 @@ pub async fn load_golden(
     );
     Ok(report)
 }
+
+/// Checks that a checkpoint of `service` restores it exactly: the capture after taking the
+/// checkpoint, emptying the service and restoring equals the capture before (byte for byte
+/// in its encoding), so whatever a pod load re-creates, a restore re-creates too. Panics
+/// naming the failed promise; `populated` must hold a populated state of `service`.
+pub async fn check_checkpoint(service: &str, populated: &Runtime) -> Result<()> {
+    let services = vec![service.to_string()];
+    let expected = encoded(
+        populated
+            .capture(Some(&services), &ScopeFilter::all())
+            .await?
+            .services[service]
+            .as_ref(),
+    );
+    let name = "cryopod-conformance";
+    populated
+        .checkpoint_save(name, Some(&services))
+        .await
+        .map_err(checkpoint_failed)?;
+    populated.reset(Some(&services)).await?;
+    populated
+        .checkpoint_restore(name, Some(&services))
+        .await
+        .map_err(checkpoint_failed)?;
+    let got = encoded(
+        populated
+            .capture(Some(&services), &ScopeFilter::all())
+            .await?
+            .services[service]
+            .as_ref(),
+    );
+    populated
+        .checkpoint_delete(name)
+        .map_err(checkpoint_failed)?;
+    assert!(
+        got == expected,
+        "{service}: state after a checkpoint restore differs from the checkpoint's capture"
+    );
+    Ok(())
+}
+
+fn checkpoint_failed(e: crate::checkpoint::CheckpointError) -> Error {
+    match e {
+        crate::checkpoint::CheckpointError::Runtime(e) => e,
+        other => Error::Task(other.to_string()),
+    }
+}
+
+/// A fixture for tests that each start from the same state: take it once after seeding,
+/// then call [`Checkpointed::fresh`] at the start of every test. The checkpoint is deleted
+/// when the fixture is dropped.
+///
+/// ```ignore
+/// let base = Checkpointed::take(&runtime, "seeded").await?;
+/// for case in cases {
+///     base.fresh().await?; // exactly the seeded state, in milliseconds
+///     run(case, &runtime).await;
+/// }
+/// ```
+pub struct Checkpointed {
+    runtime: Runtime,
+    name: String,
+}
+
+impl Checkpointed {
+    /// Takes checkpoint `name` of every running service.
+    pub async fn take(
+        runtime: &Runtime,
+        name: &str,
+    ) -> std::result::Result<Self, crate::checkpoint::CheckpointError> {
+        runtime.checkpoint_save(name, None).await?;
+        Ok(Self {
+            runtime: runtime.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// Puts the running state back to the checkpoint.
+    pub async fn fresh(&self) -> std::result::Result<(), crate::checkpoint::CheckpointError> {
+        self.runtime.checkpoint_restore(&self.name, None).await?;
+        Ok(())
+    }
+
+    /// Runs `test` on the checkpoint's state, restoring it first.
+    pub async fn run<T, F: std::future::Future<Output = T>>(
+        &self,
+        test: impl FnOnce(Runtime) -> F,
+    ) -> std::result::Result<T, crate::checkpoint::CheckpointError> {
+        self.fresh().await?;
+        Ok(test(self.runtime.clone()).await)
+    }
+}
+
+impl Drop for Checkpointed {
+    fn drop(&mut self) {
+        if let Err(e) = self.runtime.checkpoint_delete(&self.name) {
+            tracing::debug!(checkpoint = %self.name, error = %e, "fixture checkpoint already gone");
+        }
+    }
+}

@@ -7,10 +7,14 @@ use std::path::Path;
 /// Names every plugin crate so its registration is linked into this test.
 const SERVICES: &[&str] = &[
     cryopod_dynamodb::SERVICE,
+    cryopod_iam::SERVICE,
     cryopod_lambda::SERVICE,
     cryopod_notes::SERVICE,
     cryopod_s3::SERVICE,
+    cryopod_secretsmanager::SERVICE,
     cryopod_sqs::SERVICE,
+    cryopod_ssm::SERVICE,
+    cryopod_sts::SERVICE,
 ];
 
 /// The table as the registry says it must read: one row per service, in name order.

@@ -82,6 +82,23 @@ async fn create(
     tweak(b).send().await.expect("create function");
 }
 
+/// Publishes a layer holding one file and returns its version ARN.
+async fn publish_layer(c: &Client, name: &str, path: &str, body: &[u8]) -> String {
+    c.publish_layer_version()
+        .layer_name(name)
+        .content(
+            LayerVersionContentInput::builder()
+                .zip_file(Blob::new(stored_zip(&[(path, body)])))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("publish layer")
+        .layer_version_arn()
+        .expect("layer version arn")
+        .to_string()
+}
+
 /// Invokes `name` with `payload` and returns (function error, payload as JSON, log tail).
 async fn invoke(c: &Client, name: &str, payload: Value) -> (Option<String>, Value, String) {
     let out = c
@@ -144,21 +161,13 @@ def slow(event, context):
 async fn a_python_function_with_a_layer_runs_and_stays_warm() {
     let s = TestServer::start(&[cryopod_lambda::SERVICE]).await;
     let c = lambda(&s);
-    let layer = c
-        .publish_layer_version()
-        .layer_name("helpers")
-        .content(
-            LayerVersionContentInput::builder()
-                .zip_file(Blob::new(stored_zip(&[(
-                    "python/helper.py",
-                    b"def greet(who):\n    return 'hello ' + who\n",
-                )])))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let layer_arn = layer.layer_version_arn().unwrap().to_string();
+    let layer_arn = publish_layer(
+        &c,
+        "helpers",
+        "python/helper.py",
+        b"def greet(who):\n    return 'hello ' + who\n",
+    )
+    .await;
     create(
         &c,
         "py",
@@ -243,20 +252,13 @@ async fn a_python_function_with_a_layer_runs_and_stays_warm() {
 async fn a_nodejs_function_with_a_layer_runs_async_and_callback_handlers() {
     let s = TestServer::start(&[cryopod_lambda::SERVICE]).await;
     let c = lambda(&s);
-    let layer = c
-        .publish_layer_version()
-        .layer_name("node-helpers")
-        .content(
-            LayerVersionContentInput::builder()
-                .zip_file(Blob::new(stored_zip(&[(
-                    "nodejs/node_modules/shout/index.js",
-                    b"module.exports = (s) => s.toUpperCase() + '!';\n",
-                )])))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let layer_arn = publish_layer(
+        &c,
+        "node-helpers",
+        "nodejs/node_modules/shout/index.js",
+        b"module.exports = (s) => s.toUpperCase() + '!';\n",
+    )
+    .await;
     let code = br#"
 const shout = require("shout");
 exports.handler = async (event, context) => {
@@ -278,7 +280,7 @@ exports.fail = async () => { throw new TypeError("bad input"); };
             Runtime::Nodejs20x,
             handler,
             &[("app.js", code)],
-            |b| b.layers(layer.layer_version_arn().unwrap()),
+            |b| b.layers(&layer_arn),
         )
         .await;
     }

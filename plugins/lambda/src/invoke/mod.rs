@@ -550,17 +550,7 @@ impl Invoker {
 
 /// `2024-01-01T00:00:00.000Z`, as the runtime prefixes log lines.
 fn now_string() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    crate::api::now_string().replace("+0000", "Z")
 }
 
 /// AWS's answer for a function that ran past its timeout.
