@@ -150,8 +150,16 @@ fn cli_ok(e: &Emulator, args: &[&str]) {
     let out = e.cli(args);
     assert!(
         out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "{args:?} failed ({:?}): {}{}\nemulator log tail: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        e.stderr()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 
