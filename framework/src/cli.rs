@@ -51,6 +51,7 @@ Environment (besides the variable each option above names in its env field):
   CRYOPOD_AGE_WORK_FACTOR                             scrypt work factor (log2 N, 1-20) of pod encryption (default: age's, about one second)
   CRYOPOD_BACKGROUND_NICE                             nice value (0-19) of exports and scheduled saves (default 10)
   CRYOPOD_BLOB_GC_GRACE_SECONDS                       a blob stored less than this long ago is never collected (default 3600)
+  CRYOPOD_CHECKPOINT_LIMIT                            most checkpoints that may exist at once (default 16)
   AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL               endpoint of s3:// remotes without ?endpoint= (without them: AWS S3 itself)
   AWS_REGION, AWS_DEFAULT_REGION                      region of s3:// remotes without ?region= (default us-east-1)
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN

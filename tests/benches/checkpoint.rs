@@ -15,13 +15,22 @@ use cryopod_tests::{Emulator, dynamodb, s3, sqs};
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "000000000000";
-const OBJECT: usize = 64 * 1024;
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
+/// Bytes per S3 object: `CRYOPOD_BENCH_OBJECT_KIB` (default 64). At 1 GiB, 64 KiB objects
+/// make a pod whose manifest exceeds the pod reader's 4 MiB limit, so that run uses 1 MiB.
+fn object_size() -> usize {
+    env_or("CRYOPOD_BENCH_OBJECT_KIB", "64")
+        .parse()
+        .unwrap_or(64)
+        * 1024
+}
+
 async fn fill(e: &Emulator, mb: usize) {
+    let object = object_size();
     let s3c = s3(&e.endpoint, REGION, ACCOUNT);
     s3c.create_bucket()
         .bucket("bench")
@@ -29,10 +38,10 @@ async fn fill(e: &Emulator, mb: usize) {
         .await
         .expect("bucket");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ mb as u64;
-    let objects = mb * 1024 * 1024 / OBJECT;
+    let objects = mb * 1024 * 1024 / object;
     let mut puts = Vec::new();
     for i in 0..objects {
-        let mut body = vec![0u8; OBJECT];
+        let mut body = vec![0u8; object];
         for w in body.chunks_mut(8) {
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -199,7 +208,7 @@ async fn main() {
         let load = median(loads);
         println!(
             "{mb},{},{:.3},{:.3},{:.1},{:.0}",
-            mb * 1024 * 1024 / OBJECT,
+            mb * 1024 * 1024 / object_size(),
             restore.as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3,
             load.as_secs_f64() * 1e3,
