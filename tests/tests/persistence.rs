@@ -206,8 +206,11 @@ fn scheduled_state_survives_sigkill_up_to_the_last_completed_flush() {
     let dir = tempfile::tempdir().unwrap();
     let emu = persisted(dir.path(), "SCHEDULED", &["--flush-interval", "0.2"], &[]);
     write_state(&emu, "flushed");
-    let before = observe(&emu);
+    // Taken before reading the state back: a flush that starts while `observe` runs (a slow
+    // read on a busy machine) holds every write, and would otherwise be the last one, since
+    // nothing changes after it.
     let acknowledged = SystemTime::now();
+    let before = observe(&emu);
     // Wait for a flush that started after the last write was acknowledged: it holds them all.
     let report = eventually(
         "a scheduled save covering the writes",
