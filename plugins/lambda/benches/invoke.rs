@@ -49,10 +49,17 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(500);
+    // The interpreter the emulator runs: `python3` resolved through `sys.executable` (a
+    // version manager's shim on PATH is a script that costs far more than the interpreter).
+    let real = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
     let mut base: Vec<Duration> = (0..20)
         .map(|_| {
             let t = Instant::now();
-            let ok = std::process::Command::new("python3")
+            let ok = std::process::Command::new(&real)
                 .args(["-c", "pass"])
                 .status()
                 .expect("python3 runs")
