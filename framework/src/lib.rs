@@ -12,20 +12,20 @@ pub mod aws;
 pub mod background;
 pub mod blob;
 pub mod checkpoint;
-pub mod diff;
 #[cfg(feature = "cli")]
 pub mod cli;
 #[cfg(feature = "cli")]
-mod cli_pod;
-#[cfg(feature = "cli")]
 mod cli_out;
+#[cfg(feature = "cli")]
+mod cli_pod;
+pub mod diff;
 pub mod error;
 #[cfg(feature = "server")]
 pub mod persistence;
+pub mod plugin;
 #[cfg(feature = "server")]
 pub mod pods;
 pub mod protocol;
-pub mod plugin;
 pub mod runtime;
 pub mod scope;
 #[cfg(feature = "server")]

@@ -237,7 +237,11 @@ async fn a_restored_checkpoint_answers_every_read_as_right_after_it_was_taken() 
     let l = lambda(&emu.endpoint, REGION, ACCOUNT);
 
     // Seed.
-    c.create_bucket().bucket("bkt").send().await.expect("bucket");
+    c.create_bucket()
+        .bucket("bkt")
+        .send()
+        .await
+        .expect("bucket");
     for (k, body) in [("k1", "one"), ("k2", "two")] {
         c.put_object()
             .bucket("bkt")
