@@ -58,6 +58,12 @@ impl Counts {
         self.modified += c.modified.len() as u64;
         self.deleted += c.deleted.len() as u64;
     }
+
+    fn sum(&mut self, c: &Counts) {
+        self.added += c.added;
+        self.modified += c.modified;
+        self.deleted += c.deleted;
+    }
 }
 
 /// Changes in one service.
@@ -120,13 +126,8 @@ pub async fn plan(runtime: &Runtime, incoming: &Snapshot, merge: MergeStrategy) 
         let sd = diff_states(before.as_ref(), target.as_ref());
         if !sd.scopes.is_empty() {
             for (kind, c) in &sd.by_kind {
-                let t = diff.by_kind.entry(kind.clone()).or_default();
-                t.added += c.added;
-                t.modified += c.modified;
-                t.deleted += c.deleted;
-                diff.totals.added += c.added;
-                diff.totals.modified += c.modified;
-                diff.totals.deleted += c.deleted;
+                diff.by_kind.entry(kind.clone()).or_default().sum(c);
+                diff.totals.sum(c);
             }
             diff.services.insert(name.clone(), sd);
         }

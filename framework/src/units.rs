@@ -15,11 +15,8 @@
 //! `erased-serde`, so a plugin hands over any serde value (a borrowed view of the fields that
 //! count) without the framework naming its type.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
 
 /// A unit's identity inside one scope: its type (`"object"`) and id (`"bucket/key"`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -37,32 +34,18 @@ pub struct Units {
     units: BTreeMap<UnitKey, [u8; 32]>,
 }
 
-/// Feeds serialized bytes into a hash.
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The fingerprint of a unit's content: sha256 of its MessagePack encoding with field names.
 pub fn fingerprint(content: &dyn erased_serde::Serialize) -> [u8; 32] {
-    let mut w = HashWriter(Sha256::new());
+    let mut w = cryopod_bundle::Hasher::new();
     let mut ser = rmp_serde::Serializer::new(&mut w).with_struct_map();
     let mut erased = <dyn erased_serde::Serializer>::erase(&mut ser);
     if let Err(e) = content.erased_serialize(&mut erased) {
         // Serde-derived values encode into a hash without failing; should one not, the unit
         // still gets a stable fingerprint (of the error), and the log says why.
         tracing::warn!(error = %e, "a unit's content does not serialize; fingerprinting the error");
-        return Sha256::digest(e.to_string().as_bytes()).into();
+        return cryopod_bundle::Digest::of(e.to_string().as_bytes()).0;
     }
-    w.0.finalize().into()
+    w.finish().0
 }
 
 impl Units {

@@ -685,6 +685,34 @@ pub fn cli_offline(args: &[&str]) -> Output {
     cmd.output().expect("run cryopod CLI")
 }
 
+/// The JSON a successful CLI command printed on stdout; panics with its output otherwise.
+#[track_caller]
+pub fn json_of(out: &Output) -> serde_json::Value {
+    assert_success(out, "the CLI");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Panics, naming `what` and showing both streams, unless the command succeeded.
+#[track_caller]
+pub fn assert_success(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The smallest valid zip archive (an empty one: only the end-of-central-directory record),
+/// for Lambda functions whose code no test runs.
+pub fn empty_zip() -> Vec<u8> {
+    let mut z = b"PK\x05\x06".to_vec();
+    z.extend_from_slice(&[0; 18]);
+    z
+}
+
 /// Credentials whose access key id is `account` when it is 12 digits (the emulator maps the
 /// key id to the account), `test` otherwise.
 pub fn credentials(account: &str) -> Credentials {

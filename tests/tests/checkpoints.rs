@@ -13,18 +13,11 @@ use aws_sdk_dynamodb::types::{
 };
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::QueueAttributeName;
-use cryopod_tests::{Emulator, dynamodb, lambda, s3, sqs};
+use cryopod_tests::{Emulator, dynamodb, empty_zip, json_of, lambda, s3, sqs};
 use serde_json::Value;
 
 const ACCOUNT: &str = "111111111111";
 const REGION: &str = "us-east-1";
-
-/// The smallest valid zip archive (an empty one: only the end-of-central-directory record).
-fn empty_zip() -> Vec<u8> {
-    let mut z = b"PK\x05\x06".to_vec();
-    z.extend_from_slice(&[0; 18]);
-    z
-}
 
 /// `method path` on the internal API: status and JSON answer.
 async fn api(emu: &Emulator, method: reqwest::Method, path: &str) -> (u16, Value) {
@@ -482,17 +475,6 @@ async fn restores_under_concurrent_traffic_never_mix_two_instants() {
             assert!(ok, "checkpoint r{r}, {key}: S3 {s3n:?}, DynamoDB {ddbn:?}");
         }
     }
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "the CLI failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn error_code(out: &std::process::Output) -> String {

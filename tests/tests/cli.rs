@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use cryopod_tests::{
-    Emulator, Notes, aws_json, base64, cli, cli_offline, flip_bit, http, linked_services,
-    random_bytes, serve_refused,
+    Emulator, Notes, assert_success, aws_json, base64, cli, cli_offline, flip_bit, http,
+    linked_services, random_bytes, serve_refused,
 };
 use serde_json::{Value, json};
 
@@ -36,17 +36,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn assert_success(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        o.status,
-        stdout(o),
-        stderr(o)
-    );
 }
 
 /// Asserts a failure with a non-zero exit code whose message contains every one of `words`.

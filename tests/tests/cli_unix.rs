@@ -11,7 +11,9 @@ use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cryopod_tests::{Emulator, binary, cli, cli_offline, flip_bit, random_bytes, serve_refused};
+use cryopod_tests::{
+    Emulator, assert_success, binary, cli, cli_offline, flip_bit, random_bytes, serve_refused,
+};
 use serde_json::Value;
 
 /// Variables that would change what the CLI does; removed from every process started here.
@@ -28,17 +30,6 @@ const CLI_ENV: &[&str] = &[
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-#[track_caller]
-fn assert_success(o: &Output, what: &str) {
-    assert!(
-        o.status.success(),
-        "{what} failed ({}):\nstdout: {}\nstderr: {}",
-        o.status,
-        text(&o.stdout),
-        text(&o.stderr)
-    );
 }
 
 /// A command whose stdout is a pipe; `read` bytes are read before the reading end closes

@@ -10,29 +10,10 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use aws_sdk_s3::primitives::ByteStream;
-use cryopod_tests::{Emulator, dynamodb, lambda, s3, sqs, transfer};
-use serde_json::Value;
+use cryopod_tests::{Emulator, dynamodb, empty_zip, json_of, lambda, s3, sqs, transfer};
 
 const ACCOUNT: &str = "111111111111";
 const REGION: &str = "us-east-1";
-
-/// The smallest valid zip archive (an empty one: only the end-of-central-directory record).
-fn empty_zip() -> Vec<u8> {
-    let mut z = b"PK\x05\x06".to_vec();
-    z.extend_from_slice(&[0; 18]);
-    z
-}
-
-fn json_of(out: &std::process::Output) -> Value {
-    assert!(
-        out.status.success(),
-        "the CLI failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// One side of the merge: table `tbl` with items `1` and `{side}` (both owned by `side`),
 /// bucket `shared` with `k` (body `side`) and `{side}-only`, queue `q` with one message
@@ -356,9 +337,9 @@ async fn a_dry_run_names_the_one_object_that_changed_among_ten_thousand() {
 
 /// Awaits every future, in order (a small stand-in for `futures::future::join_all`, which
 /// this crate does not depend on).
-async fn futures_join<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();

@@ -8,9 +8,9 @@ mod servers;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use cryopod_tests::{Emulator, http, random_bytes};
+use cryopod_tests::{Emulator, http, json_of, random_bytes};
 use serde_json::Value;
 use servers::{Moto, Registry};
 
@@ -23,17 +23,6 @@ const AWS_ENV: &[(&str, &str)] = &[
     ("AWS_SECRET_ACCESS_KEY", "cryopod-test-secret"),
     ("AWS_REGION", "us-east-1"),
 ];
-
-fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "the CLI failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
 
 /// Runs a `pod` command expected to fail; returns its stderr.
 fn failure(emu: &Emulator, args: &[&str]) -> String {

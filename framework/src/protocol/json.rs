@@ -506,6 +506,27 @@ pub fn page<'a, T>(
 #[error("the pagination token is not valid")]
 pub struct InvalidToken;
 
+/// Runs one operation on a plugin's state cell: a write through [`crate::StateCell::write`]
+/// (on a copy, installed only on success, change-tracked), a read under the read lock.
+/// Why here: every JSON plugin's dispatch ends in this same choice.
+pub async fn run_on<S, E>(
+    cell: &crate::StateCell<S>,
+    scope: &crate::Scope,
+    is_write: bool,
+    on_write: impl FnOnce(&mut S) -> Result<Value, E>,
+    on_read: impl FnOnce(&S) -> Result<Value, E>,
+) -> Result<Value, AwsError>
+where
+    S: crate::ScopedState + crate::ServiceState,
+    E: Into<AwsError>,
+{
+    if is_write {
+        cell.write(scope, on_write).await.map_err(Into::into)
+    } else {
+        cell.read(on_read).map_err(Into::into)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,26 +609,5 @@ mod tests {
         let (p3, t3) = page(keys.iter().map(|k| (*k, *k)), t2.as_deref(), 2).unwrap();
         assert_eq!((p3, t3), (vec!["e"], None));
         assert!(page(keys.iter().map(|k| (*k, *k)), Some("!!"), 2).is_err());
-    }
-}
-
-/// Runs one operation on a plugin's state cell: a write through [`crate::StateCell::write`]
-/// (on a copy, installed only on success, change-tracked), a read under the read lock.
-/// Why here: every JSON plugin's dispatch ends in this same choice.
-pub async fn run_on<S, E>(
-    cell: &crate::StateCell<S>,
-    scope: &crate::Scope,
-    is_write: bool,
-    on_write: impl FnOnce(&mut S) -> Result<Value, E>,
-    on_read: impl FnOnce(&S) -> Result<Value, E>,
-) -> Result<Value, AwsError>
-where
-    S: crate::ScopedState + crate::ServiceState,
-    E: Into<AwsError>,
-{
-    if is_write {
-        cell.write(scope, on_write).await.map_err(Into::into)
-    } else {
-        cell.read(on_read).map_err(Into::into)
     }
 }
